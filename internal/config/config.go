@@ -1,0 +1,373 @@
+// Package config holds Polder's settings: their defaults, how flags,
+// POLDER_* environment variables and an optional YAML file combine (flags win
+// over the environment, which wins over the file), and validation that names
+// the bad setting in one line.
+//
+// Imported only by cmd/polder and internal/server (and tests).
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is every setting of a Polder process. The yaml tags are the names in
+// the config file; each setting's flag is the same name with dashes, and its
+// environment variable is POLDER_ + the name in upper case.
+type Config struct {
+	ServerName string `yaml:"server_name"`
+	DataDir    string `yaml:"data_dir"`
+	Listen     string `yaml:"listen"`
+	// Database is empty for embedded SQLite in DataDir, or a postgres:// URL.
+	Database string `yaml:"database"`
+
+	EnableRegistration        bool   `yaml:"enable_registration"`
+	RegistrationRequiresToken bool   `yaml:"registration_requires_token"`
+	RegistrationSharedSecret  string `yaml:"registration_shared_secret"`
+	AllowGuestAccess          bool   `yaml:"allow_guest_access"`
+
+	// PublicBaseURL is the URL clients reach the server at, served in
+	// /.well-known/matrix/client. Default http://<listen>.
+	PublicBaseURL string `yaml:"public_baseurl"`
+	// WellKnownServer is the delegated server (host:port) served in
+	// /.well-known/matrix/server; empty serves nothing.
+	WellKnownServer string `yaml:"well_known_server"`
+
+	LogLevel  string `yaml:"log_level"`
+	LogFormat string `yaml:"log_format"`
+	// Metrics enables GET /metrics (Prometheus) on the listener.
+	Metrics bool `yaml:"metrics"`
+
+	// MaxRequestBytes bounds a request body on the client and federation APIs.
+	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// RateLimitPerSecond and RateLimitBurst bound requests per user (or per
+	// client IP for unauthenticated requests); 0 disables rate limiting.
+	RateLimitPerSecond float64 `yaml:"rate_limit_per_second"`
+	RateLimitBurst     int     `yaml:"rate_limit_burst"`
+	// LoginRateLimitPerSecond bounds login and registration attempts per IP.
+	LoginRateLimitPerSecond float64 `yaml:"login_rate_limit_per_second"`
+	LoginRateLimitBurst     int     `yaml:"login_rate_limit_burst"`
+
+	// PasswordHashCost is the bcrypt cost of stored password hashes.
+	PasswordHashCost int `yaml:"password_hash_cost"`
+	// AccessTokenLifetime is the lifetime of access tokens issued together
+	// with a refresh token (clients that do not ask for refresh tokens get
+	// tokens that do not expire).
+	AccessTokenLifetime time.Duration `yaml:"refreshable_access_token_lifetime"`
+	// ShutdownTimeout bounds the graceful shutdown on SIGTERM.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// Default returns the settings used when nothing else is given.
+func Default() Config {
+	return Config{
+		ServerName:              "localhost",
+		DataDir:                 "./polder-data",
+		Listen:                  "127.0.0.1:8008",
+		LogLevel:                "info",
+		LogFormat:               "text",
+		Metrics:                 true,
+		MaxRequestBytes:         10 << 20,
+		RateLimitPerSecond:      20,
+		RateLimitBurst:          100,
+		LoginRateLimitPerSecond: 1,
+		LoginRateLimitBurst:     10,
+		PasswordHashCost:        12,
+		AccessTokenLifetime:     5 * time.Minute,
+		ShutdownTimeout:         10 * time.Second,
+	}
+}
+
+// setting describes one setting for flags, environment and help text.
+type setting struct {
+	name  string // yaml name; flag is name with '-', env is POLDER_NAME
+	usage string
+	ptr   any
+}
+
+func (c *Config) settings() []setting {
+	return []setting{
+		{"server_name", "the server name: the part after ':' in user IDs; cannot change once users exist", &c.ServerName},
+		{"data_dir", "directory for the signing key, the SQLite database and media; created if missing", &c.DataDir},
+		{"listen", "address for plain HTTP (client and federation APIs)", &c.Listen},
+		{"database", "empty for embedded SQLite in the data dir, or a postgres:// URL", &c.Database},
+		{"enable_registration", "allow anyone to register (m.login.dummy, or a registration token if registration_requires_token)", &c.EnableRegistration},
+		{"registration_requires_token", "open registration needs a registration token (m.login.registration_token)", &c.RegistrationRequiresToken},
+		{"registration_shared_secret", "shared secret for /_synapse/admin/v1/register (admin tools); empty disables it", &c.RegistrationSharedSecret},
+		{"allow_guest_access", "allow guest accounts (register?kind=guest)", &c.AllowGuestAccess},
+		{"public_baseurl", "URL clients use to reach this server (served in /.well-known/matrix/client)", &c.PublicBaseURL},
+		{"well_known_server", "host:port served in /.well-known/matrix/server for federation delegation; empty serves none", &c.WellKnownServer},
+		{"log_level", "debug, info, warn or error", &c.LogLevel},
+		{"log_format", "text or json", &c.LogFormat},
+		{"metrics", "serve Prometheus metrics at /metrics", &c.Metrics},
+		{"max_request_bytes", "largest request body accepted, in bytes", &c.MaxRequestBytes},
+		{"rate_limit_per_second", "requests per second allowed per user or IP; 0 disables", &c.RateLimitPerSecond},
+		{"rate_limit_burst", "burst size of the per-user rate limit", &c.RateLimitBurst},
+		{"login_rate_limit_per_second", "login and registration attempts per second per IP; 0 disables", &c.LoginRateLimitPerSecond},
+		{"login_rate_limit_burst", "burst size of the login rate limit", &c.LoginRateLimitBurst},
+		{"password_hash_cost", "bcrypt cost of password hashes (4-31)", &c.PasswordHashCost},
+		{"refreshable_access_token_lifetime", "lifetime of access tokens issued with a refresh token", &c.AccessTokenLifetime},
+		{"shutdown_timeout", "how long a graceful shutdown waits for requests in flight", &c.ShutdownTimeout},
+	}
+}
+
+// Flags registers every setting on fs, writing into c. It returns the path of
+// --config, filled when fs is parsed.
+func (c *Config) Flags(fs *flag.FlagSet) *string {
+	path := fs.String("config", os.Getenv("POLDER_CONFIG"), "YAML config file (env POLDER_CONFIG)")
+	for _, s := range c.settings() {
+		name := strings.ReplaceAll(s.name, "_", "-")
+		usage := s.usage + " (env " + envName(s.name) + ")"
+		switch p := s.ptr.(type) {
+		case *string:
+			fs.StringVar(p, name, *p, usage)
+		case *bool:
+			fs.BoolVar(p, name, *p, usage)
+		case *int:
+			fs.IntVar(p, name, *p, usage)
+		case *int64:
+			fs.Int64Var(p, name, *p, usage)
+		case *float64:
+			fs.Float64Var(p, name, *p, usage)
+		case *time.Duration:
+			fs.DurationVar(p, name, *p, usage)
+		default:
+			panic(fmt.Sprintf("config: setting %s has unsupported type %T", s.name, p))
+		}
+	}
+	return path
+}
+
+func envName(name string) string { return "POLDER_" + strings.ToUpper(name) }
+
+// Load builds the config from args (flags), the environment (getenv) and the
+// YAML file named by --config or POLDER_CONFIG, in that order of precedence,
+// over the defaults. Errors name the bad setting.
+func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (Config, error) {
+	c := Default()
+	path := c.Flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[strings.ReplaceAll(f.Name, "-", "_")] = true })
+	// Remember the values given as flags, then lay file and env underneath.
+	flagged := c
+	if *path != "" {
+		data, err := os.ReadFile(*path)
+		if err != nil {
+			return c, fmt.Errorf("config: %w", err)
+		}
+		fileCfg := Default()
+		if err := decodeYAML(data, &fileCfg); err != nil {
+			return c, fmt.Errorf("config file %s: %w", *path, err)
+		}
+		c = fileCfg
+	}
+	for _, s := range c.settings() {
+		v := getenv(envName(s.name))
+		if v == "" || set[s.name] {
+			continue
+		}
+		if err := setString(s.ptr, v); err != nil {
+			return c, fmt.Errorf("%s: %v", envName(s.name), err)
+		}
+	}
+	// Flags win: copy every explicitly given flag from the parsed values.
+	fsettings := flagged.settings()
+	for i, s := range c.settings() {
+		if set[s.name] {
+			copyValue(s.ptr, fsettings[i].ptr)
+		}
+	}
+	return c, c.Validate()
+}
+
+func decodeYAML(data []byte, c *Config) error {
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) { // an empty file is no settings
+		return err
+	}
+	return nil
+}
+
+func setString(ptr any, v string) error {
+	switch p := ptr.(type) {
+	case *string:
+		*p = v
+	case *bool:
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("not a boolean: %q", v)
+		}
+		*p = b
+	case *int:
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("not an integer: %q", v)
+		}
+		*p = n
+	case *int64:
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("not an integer: %q", v)
+		}
+		*p = n
+	case *float64:
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return fmt.Errorf("not a number: %q", v)
+		}
+		*p = n
+	case *time.Duration:
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("not a duration: %q", v)
+		}
+		*p = d
+	}
+	return nil
+}
+
+func copyValue(dst, src any) {
+	switch d := dst.(type) {
+	case *string:
+		*d = *src.(*string)
+	case *bool:
+		*d = *src.(*bool)
+	case *int:
+		*d = *src.(*int)
+	case *int64:
+		*d = *src.(*int64)
+	case *float64:
+		*d = *src.(*float64)
+	case *time.Duration:
+		*d = *src.(*time.Duration)
+	}
+}
+
+// Validate checks every setting and names the first bad one.
+func (c *Config) Validate() error {
+	if err := ValidServerName(c.ServerName); err != nil {
+		return fmt.Errorf("server_name %q: %v", c.ServerName, err)
+	}
+	if c.DataDir == "" {
+		return errors.New("data_dir: must not be empty")
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen %q: want host:port: %v", c.Listen, err)
+	}
+	if c.Database != "" && !strings.HasPrefix(c.Database, "postgres://") && !strings.HasPrefix(c.Database, "postgresql://") {
+		return fmt.Errorf("database: want empty (embedded SQLite) or a postgres:// URL")
+	}
+	if c.Database != "" {
+		if _, err := url.Parse(c.Database); err != nil {
+			return fmt.Errorf("database: not a URL")
+		}
+	}
+	if c.PublicBaseURL != "" {
+		u, err := url.Parse(c.PublicBaseURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("public_baseurl %q: want an http(s) URL", c.PublicBaseURL)
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log_format %q: want text or json", c.LogFormat)
+	}
+	if c.MaxRequestBytes < 1024 {
+		return fmt.Errorf("max_request_bytes %d: must be at least 1024", c.MaxRequestBytes)
+	}
+	if c.RateLimitPerSecond < 0 || c.LoginRateLimitPerSecond < 0 {
+		return errors.New("rate_limit_per_second: must not be negative")
+	}
+	if c.RateLimitPerSecond > 0 && c.RateLimitBurst < 1 {
+		return errors.New("rate_limit_burst: must be at least 1 when rate limiting is on")
+	}
+	if c.LoginRateLimitPerSecond > 0 && c.LoginRateLimitBurst < 1 {
+		return errors.New("login_rate_limit_burst: must be at least 1 when login rate limiting is on")
+	}
+	if c.PasswordHashCost < 4 || c.PasswordHashCost > 31 {
+		return fmt.Errorf("password_hash_cost %d: want 4 to 31", c.PasswordHashCost)
+	}
+	if c.AccessTokenLifetime < time.Minute {
+		return fmt.Errorf("refreshable_access_token_lifetime %s: must be at least 1m", c.AccessTokenLifetime)
+	}
+	if c.ShutdownTimeout <= 0 {
+		return fmt.Errorf("shutdown_timeout %s: must be positive", c.ShutdownTimeout)
+	}
+	if c.RegistrationRequiresToken && !c.EnableRegistration {
+		return errors.New("registration_requires_token: needs enable_registration")
+	}
+	return nil
+}
+
+// ValidServerName checks the server name grammar (spec appendix "Server
+// Name"): a DNS name, IPv4 literal or bracketed IPv6 literal, with an optional
+// port.
+func ValidServerName(s string) error {
+	if s == "" {
+		return errors.New("empty")
+	}
+	host, port := s, ""
+	if strings.HasPrefix(s, "[") {
+		end := strings.IndexByte(s, ']')
+		if end < 0 {
+			return errors.New("unterminated IPv6 literal")
+		}
+		host = s[1:end]
+		if net.ParseIP(host) == nil || !strings.Contains(host, ":") {
+			return errors.New("bad IPv6 literal")
+		}
+		rest := s[end+1:]
+		if rest != "" {
+			if rest[0] != ':' {
+				return errors.New("junk after IPv6 literal")
+			}
+			port = rest[1:]
+			if port == "" {
+				return errors.New("empty port")
+			}
+		}
+	} else if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		host, port = s[:i], s[i+1:]
+		if port == "" {
+			return errors.New("empty port")
+		}
+	}
+	if port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 || len(port) > 5 {
+			return fmt.Errorf("bad port %q", port)
+		}
+	}
+	if strings.HasPrefix(s, "[") {
+		return nil
+	}
+	if host == "" || len(host) > 255 {
+		return errors.New("bad host length")
+	}
+	for _, r := range host {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return fmt.Errorf("bad character %q in host", r)
+		}
+	}
+	return nil
+}

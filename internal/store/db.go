@@ -1,0 +1,239 @@
+// Package store holds ALL of Polder's SQL: the schema, its numbered
+// migrations and every query, for both engines. It is the only package that
+// imports database/sql and the drivers.
+//
+// Two engines sit behind one DB type:
+//   - SQLite (embedded default, modernc.org/sqlite, pure Go so the binary stays
+//     static): WAL, foreign keys, a busy timeout, exactly one writer connection
+//     and a pool of read-only connections. synchronous=NORMAL: a committed
+//     transaction survives a killed process (the WAL is in the page cache) but
+//     not a power loss; set sqlite_synchronous=FULL for that.
+//   - PostgreSQL (pgx through database/sql) for scale and for several Polder
+//     processes sharing one database.
+//
+// Queries are written once in the subset both accept ($1 placeholders,
+// ON CONFLICT, RETURNING); where the dialects differ, both strings sit side by
+// side behind a dialect switch. Migrations are numbered .sql files per
+// dialect, each applied in its own transaction and recorded in
+// schema_migrations. Numeric IDs may be used inside store but never leave it.
+//
+// Absent rows are reported with ErrNotFound (test with errors.Is).
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" driver
+)
+
+// ErrNotFound is returned when a row that was asked for does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrConflict is returned when a row to be created already exists.
+var ErrConflict = errors.New("already exists")
+
+// Dialect is the SQL engine behind a DB.
+type Dialect int
+
+const (
+	SQLite Dialect = iota
+	Postgres
+)
+
+func (d Dialect) String() string {
+	if d == Postgres {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+// Observer is told the duration of every store operation, for metrics.
+type Observer func(op string, d time.Duration, err error)
+
+// Options configure Open.
+type Options struct {
+	// Database is empty for SQLite in DataDir, or a postgres:// URL.
+	Database string
+	DataDir  string
+	// SQLiteSynchronous is NORMAL (default) or FULL.
+	SQLiteSynchronous string
+	Logger            *slog.Logger
+	Observe           Observer
+}
+
+// DB is Polder's database.
+type DB struct {
+	dialect Dialect
+	w       *sql.DB // writes; one connection on SQLite
+	r       *sql.DB // reads; read-only connections on SQLite, the same pool on Postgres
+	log     *slog.Logger
+	observe Observer
+	where   string // for logs: a path or a host, never a password
+}
+
+// Open opens (creating if needed) the database and applies pending migrations.
+func Open(ctx context.Context, o Options) (*DB, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Observe == nil {
+		o.Observe = func(string, time.Duration, error) {}
+	}
+	db := &DB{log: o.Logger, observe: o.Observe}
+	var err error
+	if o.Database == "" {
+		err = db.openSQLite(o)
+	} else {
+		err = db.openPostgres(o.Database)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := db.w.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to %s database %s: %w", db.dialect, db.where, err)
+	}
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func (db *DB) openSQLite(o Options) error {
+	db.dialect = SQLite
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	path := filepath.Join(o.DataDir, "polder.db")
+	db.where = path
+	sync := o.SQLiteSynchronous
+	if sync == "" {
+		sync = "NORMAL"
+	}
+	base := "file:" + (&url.URL{Path: path}).EscapedPath() + "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)" +
+		"&_pragma=journal_mode(WAL)&_pragma=synchronous(" + sync + ")&_time_format=sqlite"
+	w, err := sql.Open("sqlite", base+"&_txlock=immediate")
+	if err != nil {
+		return fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	// Exactly one writer: SQLite serialises writers anyway, and one
+	// connection turns lock contention (SQLITE_BUSY) into a queue in Go.
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	r, err := sql.Open("sqlite", base+"&_pragma=query_only(1)")
+	if err != nil {
+		w.Close()
+		return fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(8)
+	r.SetMaxIdleConns(8)
+	r.SetConnMaxLifetime(0)
+	db.w, db.r = w, r
+	return nil
+}
+
+func (db *DB) openPostgres(dsn string) error {
+	db.dialect = Postgres
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return fmt.Errorf("database url: %w", err)
+	}
+	db.where = u.Host + u.Path
+	p, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return fmt.Errorf("open postgres %s: %w", db.where, err)
+	}
+	p.SetMaxOpenConns(32)
+	p.SetMaxIdleConns(16)
+	p.SetConnMaxIdleTime(5 * time.Minute)
+	db.w, db.r = p, p
+	return nil
+}
+
+// Dialect says which engine this is.
+func (db *DB) Dialect() Dialect { return db.dialect }
+
+// Where says where the database is, for logs (no credentials).
+func (db *DB) Where() string { return db.where }
+
+// Close closes every connection.
+func (db *DB) Close() error {
+	var err error
+	if db.r != nil && db.r != db.w {
+		err = db.r.Close()
+	}
+	if db.w != nil {
+		err = errors.Join(err, db.w.Close())
+	}
+	return err
+}
+
+// Tx is a write transaction.
+type Tx struct {
+	*sql.Tx
+	dialect Dialect
+}
+
+// WithTx runs fn in one write transaction, committing when fn returns nil and
+// rolling back otherwise. op names the operation for metrics.
+func (db *DB) WithTx(ctx context.Context, op string, fn func(tx *Tx) error) (err error) {
+	start := time.Now()
+	defer func() { db.observe(op, time.Since(start), err) }()
+	sqlTx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("%s: begin: %w", op, err)
+	}
+	defer sqlTx.Rollback()
+	if err := fn(&Tx{Tx: sqlTx, dialect: db.dialect}); err != nil {
+		return err
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("%s: commit: %w", op, err)
+	}
+	return nil
+}
+
+// read runs a read-only query function against the read pool and times it.
+func (db *DB) read(ctx context.Context, op string, fn func(q querier) error) (err error) {
+	start := time.Now()
+	defer func() { db.observe(op, time.Since(start), err) }()
+	return fn(db.r)
+}
+
+// querier is what both *sql.DB and *sql.Tx offer.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// isUniqueViolation reports whether err is a unique or primary key conflict.
+func isUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	s := err.Error()
+	return strings.Contains(s, "UNIQUE constraint failed") || // sqlite
+		strings.Contains(s, "SQLSTATE 23505") // postgres unique_violation
+}
+
+func notFound(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	return err
+}
+
+func nowMS() int64 { return time.Now().UnixMilli() }
