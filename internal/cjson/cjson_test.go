@@ -418,3 +418,36 @@ func equalValues(a, b any) bool {
 		return a == b
 	}
 }
+
+func TestSetAndWithout(t *testing.T) {
+	tests := []struct {
+		name, obj, key, value, want string
+	}{
+		{"insert into empty", `{}`, "a", `1`, `{"a":1}`},
+		{"insert first", `{"b":1,"c":2}`, "a", `0`, `{"a":0,"b":1,"c":2}`},
+		{"insert middle", `{"a":1,"c":2}`, "b", `[]`, `{"a":1,"b":[],"c":2}`},
+		{"insert last", `{"a":1,"b":2}`, "z", `"z"`, `{"a":1,"b":2,"z":"z"}`},
+		{"replace", `{"a":1,"b":2,"c":3}`, "b", `{"x":1}`, `{"a":1,"b":{"x":1},"c":3}`},
+		{"escaped existing key", `{"\n":1,"b":2}`, "a", `3`, `{"\n":1,"a":3,"b":2}`},
+		{"escaped new key", `{"a":1}`, "\"", `2`, `{"\"":2,"a":1}`},
+		{"not an object", `[1]`, "a", `1`, `{"a":1}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := cjson.Set(nil, []byte(tt.obj), tt.key, []byte(tt.value))
+			if string(got) != tt.want {
+				t.Errorf("Set(%s, %q, %s) = %s, want %s", tt.obj, tt.key, tt.value, got, tt.want)
+			}
+			if canon, err := cjson.Canonical(got); err != nil || !bytes.Equal(canon, got) {
+				t.Errorf("Set(%s, %q, %s) = %s, not canonical", tt.obj, tt.key, tt.value, got)
+			}
+		})
+	}
+	got := cjson.Without(nil, []byte(`{"a":1,"signatures":{"x":{}},"type":"t","unsigned":{"age":1}}`), "signatures", "unsigned")
+	if want := `{"a":1,"type":"t"}`; string(got) != want {
+		t.Errorf("Without = %s, want %s", got, want)
+	}
+	if got := cjson.Without(nil, []byte(`{"a":1}`), "a"); string(got) != `{}` {
+		t.Errorf("Without(all) = %s, want {}", got)
+	}
+}

@@ -199,3 +199,64 @@ func AppendString(dst []byte, s string) []byte {
 	}
 	return append(dst, '"')
 }
+
+// Set returns a copy of the canonical JSON object obj, appended to dst, with
+// the member named key set to value (replacing it or inserting it in key
+// order). value must itself be canonical JSON. If obj is not an object the
+// result is the object {key: value}.
+func Set(dst, obj []byte, key string, value []byte) []byte {
+	var kbuf [64]byte
+	enc := AppendString(kbuf[:0], key)
+	encKey := enc[1 : len(enc)-1]
+	dst = append(dst, '{')
+	n := 0
+	written := false
+	for k, v := range Members(obj) {
+		c := compareEscaped(k, encKey)
+		if !written && c >= 0 {
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(append(append(dst, enc...), ':'), value...)
+			n++
+			written = true
+			if c == 0 {
+				continue
+			}
+		}
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(append(append(append(dst, '"'), k...), '"', ':'), v...)
+		n++
+	}
+	if !written {
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(append(append(dst, enc...), ':'), value...)
+	}
+	return append(dst, '}')
+}
+
+// Without returns a copy of the canonical JSON object obj, appended to dst,
+// without the members whose encoded keys are listed. If obj is not an
+// object the result is {}.
+func Without(dst, obj []byte, keys ...string) []byte {
+	dst = append(dst, '{')
+	n := 0
+members:
+	for k, v := range Members(obj) {
+		for _, drop := range keys {
+			if string(k) == drop {
+				continue members
+			}
+		}
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(append(append(append(dst, '"'), k...), '"', ':'), v...)
+		n++
+	}
+	return append(dst, '}')
+}
