@@ -129,6 +129,7 @@ func InvalidUsername(format string, a ...any) *Error {
 func UserDeactivated(format string, a ...any) *Error {
 	return newErr("M_USER_DEACTIVATED", format, a)
 }
+func Unauthorized(format string, a ...any) *Error { return newErr("M_UNAUTHORIZED", format, a) }
 func TooLarge(format string, a ...any) *Error     { return newErr("M_TOO_LARGE", format, a) }
 func WeakPassword(format string, a ...any) *Error { return newErr("M_WEAK_PASSWORD", format, a) }
 func Unknown(format string, a ...any) *Error      { return newErr("M_UNKNOWN", format, a) }

@@ -122,6 +122,11 @@ func (db *DB) Refresh(ctx context.Context, oldRefresh, access []byte, expires in
 		if err != nil {
 			return notFound(err)
 		}
+		// Using this refresh token revokes the one it replaced.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM refresh_tokens WHERE token_hash IN
+			(SELECT prev_refresh_hash FROM access_tokens WHERE refresh_hash = $1 AND prev_refresh_hash IS NOT NULL)`, oldRefresh); err != nil {
+			return err
+		}
 		// Tokens issued from this refresh token before (a retried refresh)
 		// and the access token issued with it are replaced.
 		if _, err := tx.ExecContext(ctx, `DELETE FROM access_tokens WHERE refresh_hash = $1 OR prev_refresh_hash = $1`, oldRefresh); err != nil {

@@ -1,0 +1,162 @@
+// Command polder is the Polder Matrix homeserver.
+//
+//	polder [serve] [flags]      run the homeserver (the default)
+//	polder generate-config      print a commented example config file
+//	polder user create NAME     create a user (--admin, --password)
+//	polder version              print the version
+//
+// Flags, POLDER_* environment variables and a YAML file (--config) set the
+// configuration, in that order of precedence. This package handles flags,
+// signals and exit codes only; internal/server does the rest.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"polder.dev/polder/internal/config"
+	"polder.dev/polder/internal/mxerr"
+	"polder.dev/polder/internal/server"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(args, stderr)
+	case "generate-config":
+		fmt.Fprint(stdout, config.Example())
+		return 0
+	case "version":
+		fmt.Fprintln(stdout, "polder", server.VersionString())
+		return 0
+	case "user":
+		return userCmd(args, stdin, stdout, stderr)
+	case "help", "-h", "--help":
+		usage(stdout)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "polder: unknown command %q\n", cmd)
+		usage(stderr)
+		return 2
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  polder [serve] [flags]                    run the homeserver
+  polder generate-config                    print a commented example config
+  polder user create NAME [--admin] [flags] create a user; reads the password from
+                                            --password or the first line of stdin
+  polder version                            print the version
+Run 'polder serve -h' for the settings.
+`)
+}
+
+// loadConfig parses settings for a subcommand; errors are printed as one line.
+func loadConfig(fs *flag.FlagSet, args []string, stderr io.Writer) (config.Config, bool) {
+	fs.SetOutput(stderr)
+	cfg, err := config.Load(fs, args, os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return cfg, false
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "polder: bad setting: %v\n", err)
+		return cfg, false
+	}
+	return cfg, true
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func serve(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("polder serve", flag.ContinueOnError)
+	cfg, ok := loadConfig(fs, args, stderr)
+	if !ok {
+		return 2
+	}
+	log := newLogger(cfg, stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	srv, err := server.New(ctx, cfg, log)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	if err := srv.Run(ctx); err != nil {
+		log.Error("server failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func userCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) < 2 || args[0] != "create" || strings.HasPrefix(args[1], "-") {
+		fmt.Fprintln(stderr, "usage: polder user create NAME [--admin] [--password PW] [settings...]")
+		return 2
+	}
+	name := args[1]
+	fs := flag.NewFlagSet("polder user create", flag.ContinueOnError)
+	admin := fs.Bool("admin", false, "make the user a server admin")
+	password := fs.String("password", "", "the password (default: the first line of stdin)")
+	cfg, ok := loadConfig(fs, args[2:], stderr)
+	if !ok {
+		return 2
+	}
+	if *password == "" {
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		if err != nil && line == "" {
+			fmt.Fprintln(stderr, "polder: no password: give --password or one line on stdin")
+			return 2
+		}
+		*password = strings.TrimRight(line, "\r\n")
+	}
+	cfg.LogLevel = "warn"
+	log := newLogger(cfg, stderr)
+	ctx := context.Background()
+	srv, err := server.New(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "polder: %v\n", err)
+		return 1
+	}
+	defer srv.Close()
+	sess, err := srv.Users.CreateUser(ctx, name, *password, "", *admin, "", false)
+	if err != nil {
+		if mx, ok := mxerr.As(err); ok {
+			fmt.Fprintf(stderr, "polder: cannot create user: %s\n", mx.Msg)
+		} else {
+			fmt.Fprintf(stderr, "polder: cannot create user: %v\n", err)
+		}
+		return 1
+	}
+	role := "user"
+	if *admin {
+		role = "admin"
+	}
+	fmt.Fprintf(stdout, "created %s %s\n", role, sess.UserID)
+	return 0
+}

@@ -1,0 +1,53 @@
+package client
+
+import (
+	"net/http"
+
+	"polder.dev/polder/internal/api"
+	"polder.dev/polder/internal/mxerr"
+)
+
+// specVersions are the spec versions whose account and session APIs Polder
+// serves. Clients use the newest to choose request shapes; rooms, sync and
+// encryption arrive with later work, and unstable features are advertised
+// only once implemented.
+var specVersions = []string{
+	"v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12",
+}
+
+// GET /_matrix/client/versions
+func (a *API) versions(w http.ResponseWriter, r *http.Request) error {
+	return api.OK(w, map[string]any{
+		"versions":          specVersions,
+		"unstable_features": map[string]bool{},
+	})
+}
+
+// GET /.well-known/matrix/client
+func (a *API) wellKnownClient(w http.ResponseWriter, r *http.Request) error {
+	return api.OK(w, map[string]any{"m.homeserver": map[string]string{"base_url": a.cfg.PublicBaseURL}})
+}
+
+// GET /.well-known/matrix/server
+func (a *API) wellKnownServer(w http.ResponseWriter, r *http.Request) error {
+	if a.cfg.WellKnownServer == "" {
+		return mxerr.NotFound("No server delegation is configured")
+	}
+	return api.OK(w, map[string]string{"m.server": a.cfg.WellKnownServer})
+}
+
+// GET /_matrix/client/v3/capabilities
+func (a *API) capabilities(w http.ResponseWriter, r *http.Request) error {
+	return api.OK(w, map[string]any{"capabilities": map[string]any{
+		"m.change_password": map[string]bool{"enabled": true},
+		"m.get_login_token": map[string]bool{"enabled": true},
+		"m.3pid_changes":    map[string]bool{"enabled": false},
+		"m.set_displayname": map[string]bool{"enabled": false},
+		"m.set_avatar_url":  map[string]bool{"enabled": false},
+	}})
+}
+
+// GET /_synapse/admin/v1/server_version
+func (a *API) serverVersion(w http.ResponseWriter, r *http.Request) error {
+	return api.OK(w, map[string]string{"server_version": "Polder " + a.cfg.Version})
+}

@@ -1,0 +1,228 @@
+// Package server builds every component of a Polder process from its config
+// and runs them until the context ends. It is the only place where
+// components are wired together; cmd/polder and the test harness share it.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"runtime/debug"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"polder.dev/polder/internal/api"
+	"polder.dev/polder/internal/api/client"
+	"polder.dev/polder/internal/api/federation"
+	"polder.dev/polder/internal/config"
+	"polder.dev/polder/internal/keys"
+	"polder.dev/polder/internal/store"
+	"polder.dev/polder/internal/user"
+)
+
+// Version is the release, set at build time with
+// -ldflags "-X polder.dev/polder/internal/server.Version=v1.2.3".
+var Version = ""
+
+// VersionString is Version, or the module version and VCS revision when
+// built without it.
+func VersionString() string {
+	if Version != "" {
+		return Version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	v := bi.Main.Version
+	if v == "" || v == "(devel)" {
+		v = "dev"
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += "+" + s.Value[:12]
+		}
+	}
+	return v
+}
+
+// Server is one Polder process.
+type Server struct {
+	cfg     config.Config
+	log     *slog.Logger
+	db      *store.DB
+	key     *keys.SigningKey
+	Users   *user.Service
+	handler http.Handler
+	reg     *prometheus.Registry
+}
+
+// New opens the database (applying migrations), loads or creates the
+// signing key and builds the APIs. Close it if Run is never called.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.PublicBaseURL == "" {
+		cfg.PublicBaseURL = "http://" + cfg.Listen
+	}
+	s := &Server{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	dbTime := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "polder_db_operation_duration_seconds",
+		Help:    "Database operation latency by operation.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+	}, []string{"op"})
+	dbErrs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "polder_db_operation_errors_total",
+		Help: "Database operations that failed, by operation.",
+	}, []string{"op"})
+	s.reg.MustRegister(dbTime, dbErrs)
+
+	db, err := store.Open(ctx, store.Options{
+		Database: cfg.Database,
+		DataDir:  cfg.DataDir,
+		Logger:   log.With("component", "store"),
+		Observe: func(op string, d time.Duration, err error) {
+			dbTime.WithLabelValues(op).Observe(d.Seconds())
+			if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrConflict) {
+				dbErrs.WithLabelValues(op).Inc()
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
+	keyPath := filepath.Join(cfg.DataDir, "signing.key")
+	if s.key, err = keys.LoadOrGenerate(keyPath); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("signing key %s: %w", keyPath, err)
+	}
+	s.Users = user.New(user.Config{
+		ServerName:                cfg.ServerName,
+		EnableRegistration:        cfg.EnableRegistration,
+		RegistrationRequiresToken: cfg.RegistrationRequiresToken,
+		AllowGuestAccess:          cfg.AllowGuestAccess,
+		RegistrationSharedSecret:  cfg.RegistrationSharedSecret,
+		PasswordHashCost:          cfg.PasswordHashCost,
+		AccessTokenLifetime:       cfg.AccessTokenLifetime,
+	}, db, log.With("component", "user"))
+
+	rt := api.NewRouter()
+	version := VersionString()
+	client.New(client.Config{
+		ServerName:      cfg.ServerName,
+		PublicBaseURL:   cfg.PublicBaseURL,
+		WellKnownServer: cfg.WellKnownServer,
+		Version:         version,
+	}, s.Users,
+		api.NewRateLimiter(cfg.RateLimitPerSecond, cfg.RateLimitBurst),
+		api.NewRateLimiter(cfg.LoginRateLimitPerSecond, cfg.LoginRateLimitBurst),
+		log.With("component", "client_api"),
+	).Routes(rt)
+	federation.New(federation.Config{ServerName: cfg.ServerName, Version: version}, s.key, log.With("component", "federation_api")).Routes(rt)
+	if cfg.Metrics {
+		rt.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	}
+	accessLog := log.With("component", "http")
+	s.handler = api.Chain(rt,
+		api.Recover(log),
+		api.Observe(accessLog, api.NewMetrics(s.reg)),
+		api.CORS,
+		api.MaxBytes(cfg.MaxRequestBytes),
+	)
+	return s, nil
+}
+
+// Handler is the HTTP handler of every API, for tests that serve it themselves.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// DB is the server's database.
+func (s *Server) DB() *store.DB { return s.db }
+
+// Close releases the database.
+func (s *Server) Close() error { return s.db.Close() }
+
+// Run serves until ctx ends, then shuts down gracefully: the listener
+// closes, requests in flight get up to ShutdownTimeout to finish, and
+// background work flushes. It closes the server.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.Close()
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve is Run on a listener the caller opened.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.logSummary(ctx, ln.Addr().String())
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error { return s.Users.Run(gctx) })
+	g.Go(func() error {
+		<-gctx.Done()
+		s.log.Info("shutting down", "grace", s.cfg.ShutdownTimeout)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			s.log.Warn("requests still in flight at shutdown were cut off", "err", err)
+			srv.Close()
+		}
+		return nil
+	})
+	err := g.Wait()
+	s.log.Info("stopped")
+	return err
+}
+
+func (s *Server) logSummary(ctx context.Context, addr string) {
+	reg := "closed"
+	switch {
+	case s.cfg.EnableRegistration && s.cfg.RegistrationRequiresToken:
+		reg = "open with registration token"
+	case s.cfg.EnableRegistration:
+		reg = "open"
+	}
+	if s.cfg.RegistrationSharedSecret != "" {
+		reg += ", shared-secret registration on"
+	}
+	users, _ := s.db.CountAccounts(ctx)
+	schema, _ := s.db.SchemaVersion(ctx)
+	s.log.Info("Polder is serving",
+		"version", VersionString(),
+		"server_name", s.cfg.ServerName,
+		"listen", "http://"+addr,
+		"public_baseurl", s.cfg.PublicBaseURL,
+		"database", s.db.Dialect().String()+" "+s.db.Where(),
+		"schema_version", schema,
+		"users", users,
+		"registration", reg,
+		"guests", s.cfg.AllowGuestAccess,
+		"signing_key", s.key.KeyID(),
+		"metrics", s.cfg.Metrics,
+	)
+}
