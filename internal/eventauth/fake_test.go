@@ -34,18 +34,18 @@ var (
 	_ eventauth.SignatureVerifier = (*fakeEvent)(nil)
 )
 
-func (e *fakeEvent) EventID() id.EventID         { return e.id }
-func (e *fakeEvent) RoomID() id.RoomID           { return e.room }
-func (e *fakeEvent) Type() string                { return e.typ }
-func (e *fakeEvent) StateKey() *string           { return e.sk }
-func (e *fakeEvent) Sender() id.UserID           { return e.sender }
-func (e *fakeEvent) Content() []byte             { return []byte(e.content) }
-func (e *fakeEvent) PrevEventIDs() []id.EventID  { return e.prev }
-func (e *fakeEvent) AuthEventIDs() []id.EventID  { return e.auth }
-func (e *fakeEvent) Depth() int64                { return e.depth }
-func (e *fakeEvent) OriginServerTS() int64       { return e.ts }
-func (e *fakeEvent) Redacts() id.EventID         { return e.redacts }
-func (e *fakeEvent) Rejected() bool              { return e.rejected }
+func (e *fakeEvent) EventID() id.EventID        { return e.id }
+func (e *fakeEvent) RoomID() id.RoomID          { return e.room }
+func (e *fakeEvent) Type() string               { return e.typ }
+func (e *fakeEvent) StateKey() *string          { return e.sk }
+func (e *fakeEvent) Sender() id.UserID          { return e.sender }
+func (e *fakeEvent) Content() []byte            { return []byte(e.content) }
+func (e *fakeEvent) PrevEventIDs() []id.EventID { return e.prev }
+func (e *fakeEvent) AuthEventIDs() []id.EventID { return e.auth }
+func (e *fakeEvent) Depth() int64               { return e.depth }
+func (e *fakeEvent) OriginServerTS() int64      { return e.ts }
+func (e *fakeEvent) Redacts() id.EventID        { return e.redacts }
+func (e *fakeEvent) Rejected() bool             { return e.rejected }
 func (e *fakeEvent) HasVerifiedSignature(s string) bool {
 	if s == serverOf(e.sender) {
 		return true // the sender's signature was checked on receipt

@@ -50,10 +50,10 @@ const (
 	RuleMemberFields              // member: no state_key or no membership
 	RuleMemberAuthoriserSignature // member (v8+): not signed by the authorising server
 
-	RuleJoinSenderNotTarget  // join: sender ≠ state_key
-	RuleJoinBanned           // join: sender is banned
-	RuleJoinRestrictedVia    // join (v8+): restricted join without a valid authorising user
-	RuleJoinOtherwise        // join: no join rule allows it
+	RuleJoinSenderNotTarget // join: sender ≠ state_key
+	RuleJoinBanned          // join: sender is banned
+	RuleJoinRestrictedVia   // join (v8+): restricted join without a valid authorising user
+	RuleJoinOtherwise       // join: no join rule allows it
 
 	RuleInvite3PIDBanned         // third-party invite: target is banned
 	RuleInvite3PIDNoSigned       // third-party invite: no signed property
@@ -88,18 +88,18 @@ const (
 
 	RuleStateKeyUser // state_key starts with @ and is not the sender
 
-	RulePowerTopNotInteger   // power levels (v10+): a top-level level is not an integer
-	RulePowerMapNotInteger   // power levels (v10+): events/notifications not an object of integers
-	RulePowerUsers           // power levels: users is not an object of user ID → integer
-	RulePowerFloatRange      // power levels (v1–5): a float outside binary64 range
-	RulePowerCreatorInUsers  // power levels (v12): users names a room creator
-	RulePowerTopCurrent      // power levels: changed top-level value, current value above sender
-	RulePowerTopNew          // power levels: changed top-level value, new value above sender
-	RulePowerEventsCurrent   // power levels: changed events/notifications entry, current value above sender
-	RulePowerEventsNew       // power levels: changed events/notifications entry, new value above sender
-	RulePowerUsersCurrent    // power levels: changed users entry, current value ≥ sender
-	RulePowerUsersNew        // power levels: changed users entry, new value above sender
-	RuleRedaction            // m.room.redaction (v1–2): below redact level and from another server
+	RulePowerTopNotInteger  // power levels (v10+): a top-level level is not an integer
+	RulePowerMapNotInteger  // power levels (v10+): events/notifications not an object of integers
+	RulePowerUsers          // power levels: users is not an object of user ID → integer
+	RulePowerFloatRange     // power levels (v1–5): a float outside binary64 range
+	RulePowerCreatorInUsers // power levels (v12): users names a room creator
+	RulePowerTopCurrent     // power levels: changed top-level value, current value above sender
+	RulePowerTopNew         // power levels: changed top-level value, new value above sender
+	RulePowerEventsCurrent  // power levels: changed events/notifications entry, current value above sender
+	RulePowerEventsNew      // power levels: changed events/notifications entry, new value above sender
+	RulePowerUsersCurrent   // power levels: changed users entry, current value ≥ sender
+	RulePowerUsersNew       // power levels: changed users entry, new value above sender
+	RuleRedaction           // m.room.redaction (v1–2): below redact level and from another server
 	ruleCount
 )
 
