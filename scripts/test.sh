@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every test of Polder on a fresh machine: go vet, the Go tests on
+# SQLite and PostgreSQL (started here, installed if missing), short fuzz
+# runs, and the matrix-js-sdk end-to-end test against a real server.
+#   FUZZTIME (default 10s): how long each fuzz target runs.
+#   SKIP_JSSDK=1 skips the Node test; SKIP_FUZZ=1 skips fuzzing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export GOTOOLCHAIN=auto
+export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
+
+step() { printf '\n=== %s\n' "$*"; }
+
+if [ -z "${POLDER_TEST_POSTGRES:-}" ]; then
+  step "starting PostgreSQL"
+  POLDER_TEST_POSTGRES=$(scripts/postgres.sh)
+  export POLDER_TEST_POSTGRES
+fi
+echo "PostgreSQL for tests: $POLDER_TEST_POSTGRES"
+
+step "go vet"
+go vet ./...
+
+step "go test (SQLite and PostgreSQL)"
+go test -count=1 -timeout 20m ./...
+
+if [ "${SKIP_FUZZ:-}" != 1 ]; then
+  step "fuzzing (${FUZZTIME:-10s} per target)"
+  # Every Fuzz function in the module, run on its own for a short time.
+  grep -rl --include='*_test.go' '^func Fuzz' internal | while read -r f; do
+    pkg="./$(dirname "$f")"
+    for fn in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | sed 's/^func //'); do
+      echo "--- $fn ($pkg)"
+      go test -run='^$' -fuzz="^${fn}\$" -fuzztime="${FUZZTIME:-10s}" "$pkg"
+    done
+  done
+fi
+
+if [ "${SKIP_JSSDK:-}" != 1 ] && [ -x tests/jssdk/run.sh ]; then
+  step "matrix-js-sdk end-to-end"
+  tests/jssdk/run.sh
+fi
+step "all tests passed"
