@@ -177,11 +177,11 @@ func Query(v string) string { return url.QueryEscape(v) }
 
 // Flows is the 401 body of a user-interactive authentication round.
 type Flows struct {
-	Errcode   string `json:"errcode"`
-	Flows     []Flow `json:"flows"`
+	Errcode   string         `json:"errcode"`
+	Flows     []Flow         `json:"flows"`
 	Params    map[string]any `json:"params"`
-	Session   string   `json:"session"`
-	Completed []string `json:"completed"`
+	Session   string         `json:"session"`
+	Completed []string       `json:"completed"`
 }
 
 // Flow is one UIA flow.
