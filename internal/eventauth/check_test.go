@@ -30,6 +30,7 @@ func specNum(n int, sym string) string {
 		}
 	}
 	head, tail, _ := strings.Cut(chosen, ".")
+	head, note, _ := strings.Cut(head, " ") // "pl (floats)"
 	pick := func(v1to5, v6to11, v12 string) string {
 		switch {
 		case n <= 5:
@@ -98,6 +99,9 @@ func specNum(n int, sym string) string {
 	}
 	if tail != "" {
 		num += "." + tail
+	}
+	if note != "" {
+		num += " " + note
 	}
 	return num
 }
