@@ -8,13 +8,17 @@
 // members in place only when they are out of order. It uses the standard
 // library only and may be imported by any package.
 //
-// Two modes exist:
+// Three modes exist:
 //
 //   - Strict (Canonical, Append with Strict) is the encoding of the appendix.
 //     As in the appendix's examples, a number written with a fraction or an
 //     exponent is accepted when its value is an integer in range and is
 //     written as that integer ("-0" → "0", "1e10" → "10000000000",
 //     "1.0" → "1"); any other number is an error.
+//   - Integers (Append with Integers) is Strict without that leniency: a
+//     number must be written as an integer ("-0" is still read as 0). This
+//     is how Synapse (Python ints vs floats) and ruma (js_int) read events
+//     of room versions 6 and later, so events use this mode.
 //   - Legacy (CanonicalLegacy, Append with Legacy) is for room versions 1–5,
 //     whose events "might not be fully compliant" (appendix warning; room
 //     version 1 "Canonical JSON"). It reproduces what Synapse, which made most
@@ -53,6 +57,10 @@ const (
 	// Strict is canonical JSON as the appendix defines it: integers in
 	// [-(2^53)+1, (2^53)-1] only. Room versions 6 and later.
 	Strict Mode = iota
+	// Integers is Strict, but numbers written with a fraction or an
+	// exponent are errors even when their value is an integer. Events of
+	// room versions 6 and later.
+	Integers
 	// Legacy accepts any number and writes floats as Python does. Room
 	// versions 1–5.
 	Legacy
@@ -649,6 +657,10 @@ func (e *encoder) number() error {
 		return nil
 	}
 
+	if e.mode == Integers {
+		e.pos = start
+		return e.errorf("number %s is not written as an integer", lit)
+	}
 	// Strict: the value must be an integer in range. Gather the significant
 	// digits and the power of ten they are scaled by.
 	v, ok := integerValue(intDigits, in[fracStart:fracEnd], exp)

@@ -211,6 +211,19 @@ func TestCanonicalLegacy(t *testing.T) {
 	}
 }
 
+func TestIntegersMode(t *testing.T) {
+	for _, in := range []string{`1.0`, `1e10`, `-0.0`, `1.5`, `9007199254740992`, `{"a":[0E0]}`} {
+		if got, err := cjson.Append(nil, []byte(in), cjson.Integers); err == nil {
+			t.Errorf("Append(%s, Integers) = %s, want error", in, got)
+		}
+	}
+	for in, want := range map[string]string{`-0`: `0`, `{"b":-1,"a":9007199254740991}`: `{"a":9007199254740991,"b":-1}`} {
+		if got, err := cjson.Append(nil, []byte(in), cjson.Integers); err != nil || string(got) != want {
+			t.Errorf("Append(%s, Integers) = %s, %v, want %s", in, got, err, want)
+		}
+	}
+}
+
 func TestAppendKeepsPrefix(t *testing.T) {
 	dst := []byte("prefix:")
 	got, err := cjson.Append(dst, []byte(`{"b":1,"a":2}`), cjson.Strict)
@@ -327,14 +340,12 @@ func FuzzCanonical(f *testing.F) {
 		`1E+2`, `-1.50e1`, `0.00001`,
 	}
 	for _, s := range seeds {
-		f.Add([]byte(s), false)
-		f.Add([]byte(s), true)
-	}
-	f.Fuzz(func(t *testing.T, in []byte, legacy bool) {
-		mode := cjson.Strict
-		if legacy {
-			mode = cjson.Legacy
+		for mode := range 3 {
+			f.Add([]byte(s), uint8(mode))
 		}
+	}
+	f.Fuzz(func(t *testing.T, in []byte, m uint8) {
+		mode := cjson.Mode(m % 3)
 		out, err := cjson.Append(nil, in, mode)
 		if err != nil {
 			return

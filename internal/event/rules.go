@@ -115,5 +115,5 @@ func (r *rules) jsonMode() cjson.Mode {
 	if r.legacyJSON {
 		return cjson.Legacy
 	}
-	return cjson.Strict
+	return cjson.Integers
 }
