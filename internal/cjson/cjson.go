@@ -28,7 +28,7 @@
 //     "10000000000.0", "1e+16", "1e-05"). A number whose float64 value is
 //     infinite is an error, as it is for Python's encoder.
 //
-// Both modes reject invalid JSON, invalid UTF-8, escapes of lone UTF-16
+// All modes reject invalid JSON, invalid UTF-8, escapes of lone UTF-16
 // surrogates (they have no UTF-8 form), duplicate object keys (parsers that
 // keep the first and those that keep the last would see different events),
 // and nesting deeper than MaxDepth.
