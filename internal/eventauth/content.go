@@ -262,3 +262,116 @@ func array(v jsontext.Value) ([]jsontext.Value, bool) {
 	}
 	return a, true
 }
+
+// member returns the raw value of the member named key in obj, or nil when
+// there is none; of duplicate members the last wins, as when decoding. obj
+// must be valid JSON (a value decode returned): member only skips over it,
+// without allocating. On invalid input it returns nil or a wrong value, but
+// it does not panic or loop.
+func member(obj []byte, key string) []byte {
+	i := skipSpace(obj, 0)
+	if i >= len(obj) || obj[i] != '{' {
+		return nil
+	}
+	i++
+	var found []byte
+	for i < len(obj) {
+		i = skipSpace(obj, i)
+		if i >= len(obj) || obj[i] == '}' {
+			break
+		}
+		if obj[i] == ',' {
+			i++
+			continue
+		}
+		if obj[i] != '"' {
+			return nil
+		}
+		end := skipString(obj, i)
+		name := obj[i:end]
+		i = skipSpace(obj, end)
+		if i >= len(obj) || obj[i] != ':' {
+			return nil
+		}
+		i = skipSpace(obj, i+1)
+		vend := skipValue(obj, i)
+		if vend <= i {
+			return nil
+		}
+		if nameIs(name, key) {
+			found = obj[i:vend]
+		}
+		i = vend
+	}
+	return found
+}
+
+// nameIs reports whether the JSON string name (with its quotes) is key.
+func nameIs(name []byte, key string) bool {
+	if len(name) < 2 {
+		return false
+	}
+	inner := name[1 : len(name)-1]
+	if bytes.IndexByte(inner, '\\') < 0 {
+		return string(inner) == key
+	}
+	s, ok := str(name)
+	return ok && s == key
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string starting at b[i] == '"'.
+func skipString(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return len(b)
+}
+
+// skipValue returns the index after the value starting at b[i].
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return i
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				i = skipString(b, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return len(b)
+	}
+	for i < len(b) {
+		switch b[i] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return i
+		}
+		i++
+	}
+	return i
+}

@@ -69,7 +69,7 @@ func (c *checker) checkPowerLevels() error {
 	if prevEv == nil {
 		return nil
 	}
-	prev := c.powerLevels().l
+	prev := parseLevels(n, prevEv.Content())
 	sl := c.powerLevels().UserLevel(c.sender)
 
 	// Top-level properties, in the order of the rule: added, changed or

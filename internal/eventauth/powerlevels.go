@@ -97,11 +97,18 @@ func lenientMap(n int, raw jsontext.Value) map[string]int64 {
 // PowerLevels is what the rules of one room version read from a room's
 // m.room.power_levels and m.room.create events: the level of each user and
 // the level each action requires. Build it with NewPowerLevels.
+//
+// It reads the entries of users, events and notifications only when asked
+// for, so that a power levels event listing many users costs one decode
+// per Check, not one map entry per user.
 type PowerLevels struct {
 	n        int
 	exists   bool // the room has an m.room.power_levels event
 	creators []id.UserID
-	l        levels
+	top      [topCount]optLevel
+	// users, events and notifications are the raw objects (valid JSON, as
+	// decode checked), nil when absent or not objects.
+	users, events, notifications jsontext.Value
 }
 
 // NewPowerLevels reads the power levels of a room of the given version from
@@ -124,9 +131,23 @@ func NewPowerLevels(version id.RoomVersion, create, powerLevels Event) (*PowerLe
 
 func newPowerLevels(n int, creators []id.UserID, pl Event) *PowerLevels {
 	p := &PowerLevels{n: n, creators: creators}
-	if pl != nil {
-		p.exists = true
-		p.l = parseLevels(n, pl.Content())
+	if pl == nil {
+		return p
+	}
+	p.exists = true
+	c := decode[powerLevelsContent](pl.Content())
+	for i, raw := range c.top() {
+		if v, ok, _ := parseLevel(n, raw); ok {
+			p.top[i] = optLevel{v, true}
+		}
+	}
+	for _, f := range []struct {
+		dst *jsontext.Value
+		raw jsontext.Value
+	}{{&p.users, c.Users}, {&p.events, c.Events}, {&p.notifications, c.Notifications}} {
+		if isObject(f.raw) {
+			*f.dst = f.raw
+		}
 	}
 	return p
 }
@@ -189,10 +210,10 @@ func (p *PowerLevels) UserLevel(user id.UserID) int64 {
 		return InfiniteLevel
 	}
 	if p.exists {
-		if l, ok := p.l.users[string(user)]; ok {
+		if l, ok := p.entry(p.users, string(user)); ok {
 			return l
 		}
-		return p.top(topUsersDefault)
+		return p.level(topUsersDefault)
 	}
 	if p.n <= 11 && slices.Contains(p.creators, user) {
 		return 100
@@ -205,37 +226,37 @@ func (p *PowerLevels) UserLevel(user id.UserID) int64 {
 // state_default (50 by default) for a state event and events_default (0 by
 // default) for any other.
 func (p *PowerLevels) EventLevel(evType string, isState bool) int64 {
-	if l, ok := p.l.events[evType]; ok {
+	if l, ok := p.entry(p.events, evType); ok {
 		return l
 	}
 	if isState {
-		return p.top(topStateDefault)
+		return p.level(topStateDefault)
 	}
-	return p.top(topEventsDefault)
+	return p.level(topEventsDefault)
 }
 
 // Invite is the invite level (0 by default).
-func (p *PowerLevels) Invite() int64 { return p.top(topInvite) }
+func (p *PowerLevels) Invite() int64 { return p.level(topInvite) }
 
 // Kick is the kick level (50 by default).
-func (p *PowerLevels) Kick() int64 { return p.top(topKick) }
+func (p *PowerLevels) Kick() int64 { return p.level(topKick) }
 
 // Ban is the ban level (50 by default).
-func (p *PowerLevels) Ban() int64 { return p.top(topBan) }
+func (p *PowerLevels) Ban() int64 { return p.level(topBan) }
 
 // Redact is the redact level (50 by default): the level needed to redact
 // another user's event (v3+ "Handling redactions"; v1–2 rule 11).
-func (p *PowerLevels) Redact() int64 { return p.top(topRedact) }
+func (p *PowerLevels) Redact() int64 { return p.level(topRedact) }
 
 // UsersDefault is users_default (0 by default).
-func (p *PowerLevels) UsersDefault() int64 { return p.top(topUsersDefault) }
+func (p *PowerLevels) UsersDefault() int64 { return p.level(topUsersDefault) }
 
 // NotificationLevel is the level a sender needs for the notification key
 // (push rule condition sender_notification_permission): its entry in
 // notifications; "room" defaults to 50. ok is false for another key without
 // an entry.
 func (p *PowerLevels) NotificationLevel(key string) (level int64, ok bool) {
-	if l, ok := p.l.notifications[key]; ok {
+	if l, ok := p.entry(p.notifications, key); ok {
 		return l, true
 	}
 	if key == "room" {
@@ -244,9 +265,20 @@ func (p *PowerLevels) NotificationLevel(key string) (level int64, ok bool) {
 	return 0, false
 }
 
-func (p *PowerLevels) top(i int) int64 {
-	if p.l.top[i].ok {
-		return p.l.top[i].v
+func (p *PowerLevels) level(i int) int64 {
+	if p.top[i].ok {
+		return p.top[i].v
 	}
 	return topDefaults[i]
+}
+
+// entry reads the level of key in obj (users, events or notifications); ok
+// is false when it is absent or not a level in the room version.
+func (p *PowerLevels) entry(obj jsontext.Value, key string) (int64, bool) {
+	raw := member(obj, key)
+	if raw == nil {
+		return 0, false
+	}
+	l, ok, _ := parseLevel(p.n, raw)
+	return l, ok
 }
