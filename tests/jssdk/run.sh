@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Real-client tests: matrix-js-sdk (from npm) against the polder binary.
+#
+#   tests/jssdk/run.sh                       SQLite only
+#   POLDER_TEST_POSTGRES=postgres://… tests/jssdk/run.sh
+#                                            SQLite, then PostgreSQL: a fresh
+#                                            database is created (and dropped)
+#                                            on that server for the run
+#
+# Builds polder into a temp dir, installs the pinned npm packages (npm ci),
+# and runs `node --test`: the tests start polder on a free loopback port with
+# a fresh data dir, restart it on the same data dir, and stop it with SIGTERM,
+# checking that it exits 0. Exits non-zero if anything failed.
+# Other variables: POLDER_TEST_BASE_URL (test a running server instead, no
+# restarts), POLDER_TEST_KEEP=1 (keep data dirs), POLDER_TEST_SDK_LOG=1.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+export GOTOOLCHAIN=auto
+log() { echo "jssdk/run.sh: $*" >&2; }
+
+for tool in go node npm; do
+  command -v "$tool" >/dev/null || { log "$tool not found on PATH"; exit 1; }
+done
+nodemajor=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$nodemajor" -lt 20 ]; then
+  log "Node $(node --version) is too old: matrix-js-sdk needs Node 20 (with polyfill.js) or later"
+  exit 1
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/polder-jssdk.XXXXXX")
+pgdb=""
+cleanup() {
+  if [ -n "$pgdb" ]; then
+    psql "$POLDER_TEST_POSTGRES" -q -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS $pgdb WITH (FORCE)" >/dev/null 2>&1 ||
+      log "could not drop database $pgdb"
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+if [ -z "${POLDER_TEST_BASE_URL:-}" ]; then
+  log "building polder"
+  (cd "$root" && go build -o "$work/polder" ./cmd/polder)
+  export POLDER_BIN="$work/polder"
+fi
+
+log "installing matrix-js-sdk (npm)"
+cd "$here"
+npmflags=(--no-audit --no-fund --loglevel=error)
+if [ -f package-lock.json ]; then
+  npm ci "${npmflags[@]}" >&2
+else
+  npm install "${npmflags[@]}" >&2
+fi
+
+if [ -n "${POLDER_TEST_POSTGRES:-}" ] && [ -z "${POLDER_TEST_BASE_URL:-}" ]; then
+  command -v psql >/dev/null || { log "POLDER_TEST_POSTGRES is set but psql is not on PATH"; exit 1; }
+  pgdb="polder_jssdk_$(date +%s)_$$"
+  # The same server and credentials, another database: replace the URL's path.
+  POLDER_TEST_PG_URL=$(node -e '
+    const u = new URL(process.argv[1]);
+    if (!/^postgres(ql)?:$/.test(u.protocol)) { console.error("POLDER_TEST_POSTGRES must be a postgres:// URL"); process.exit(1); }
+    u.pathname = "/" + process.argv[2];
+    console.log(u.href);' "$POLDER_TEST_POSTGRES" "$pgdb")
+  log "creating PostgreSQL database $pgdb"
+  psql "$POLDER_TEST_POSTGRES" -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE $pgdb" >&2
+  export POLDER_TEST_PG_URL
+fi
+
+log "running the tests"
+start=$(date +%s)
+status=0
+node --test --test-reporter=spec --test-timeout=120000 client.test.js || status=$?
+log "tests took $(( $(date +%s) - start ))s; exit status $status"
+exit "$status"
