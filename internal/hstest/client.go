@@ -46,7 +46,8 @@ type Request struct {
 	Method string
 	Path   string // with query; relative to the server's URL
 	// Body is sent as is when it is a string, []byte or json.RawMessage,
-	// and as JSON otherwise; nil sends no body.
+	// chunked when it is an io.Reader, and as JSON otherwise; nil sends no
+	// body.
 	Body   any
 	Header http.Header
 	// NoAuth skips the client's access token.
@@ -76,6 +77,8 @@ func (c *Client) Send(tb testing.TB, r Request) *Response {
 		body = bytes.NewReader(b)
 	case json.RawMessage:
 		body = bytes.NewReader(b)
+	case io.Reader: // sent chunked, without a Content-Length
+		body = struct{ io.Reader }{b}
 	default:
 		data, err := json.Marshal(b)
 		if err != nil {
