@@ -526,7 +526,7 @@ func TestSoftLogout(t *testing.T) {
 		m := hstest.MustOK(t, r)
 		tok, refresh := hstest.Str(t, m, "access_token"), hstest.Str(t, m, "refresh_token")
 		// The token has not been used yet, so no process has cached it.
-		hs.ExecSQL(t, `UPDATE access_tokens SET expires_ts = 1 WHERE expires_ts IS NOT NULL`)
+		execSQL(t, hs, `UPDATE access_tokens SET expires_ts = 1 WHERE expires_ts IS NOT NULL`)
 		e := hstest.MustErr(t, hs.Anon().WithToken(tok).Whoami(t), 401, "M_UNKNOWN_TOKEN")
 		if e["soft_logout"] != true {
 			t.Errorf("GET /whoami with an expired token = %v, want soft_logout true", e)
