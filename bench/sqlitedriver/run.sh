@@ -19,6 +19,14 @@ go test -p 1 -count 1 -v -run 'TestDriver' $PKGS >results/correctness.txt 2>&1 |
 	{ cat results/correctness.txt; exit 1; }
 grep -E '^(ok|FAIL)|correctness.go' results/correctness.txt
 
-go test -p 1 -run '^$' -bench . -benchmem -benchtime "$BENCHTIME" -count "$COUNT" -timeout 60m $PKGS |
-	tee results/bench.txt
+# Rounds interleave the drivers (modernc, ncruces, mattn, modernc, …) so
+# that a burst of load from other processes on a shared machine hits every
+# driver alike instead of all three samples of one.
+: >results/bench.txt
+for round in $(seq "$COUNT"); do
+	for pkg in $PKGS; do
+		go test -run '^$' -bench . -benchmem -benchtime "$BENCHTIME" -count 1 -timeout 30m "$pkg" |
+			tee -a results/bench.txt
+	done
+done
 go run "$BENCHSTAT" -col driver -ignore pkg,sqlite results/bench.txt | tee results/benchstat.txt

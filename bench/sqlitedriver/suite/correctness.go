@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -28,6 +30,51 @@ func Correctness(t *testing.T, d sqlitebench.Driver) {
 	t.Run("busy", func(t *testing.T) { testBusy(t, d) })
 	t.Run("time", func(t *testing.T) { testTime(t, d) })
 	t.Run("kill9", func(t *testing.T) { testKill(t, d) })
+	t.Run("conn memory", func(t *testing.T) { testConnMemory(t, d) })
+}
+
+// testConnMemory logs how much resident memory each open reader connection
+// costs (Go heap and C heap alike, from /proc/self/statm).
+func testConnMemory(t *testing.T, d sqlitebench.Driver) {
+	ctx := context.Background()
+	path, _ := mustFixture(t, d)
+	const n = 16
+	debug.FreeOSMemory()
+	before := rss(t)
+	p := mustOpen(t, d, path, "NORMAL", n)
+	var conns []*sql.Conn
+	for i := range n {
+		c, err := p.R.Conn(ctx)
+		if err != nil {
+			t.Fatalf("Conn %d: %v", i, err)
+		}
+		defer c.Close()
+		// Read one room's 1,000 events, spread over the table, so that
+		// the connection's page cache fills up.
+		var k int
+		if err := c.QueryRowContext(ctx, `SELECT sum(length(content)) FROM events WHERE room_nid = $1`, i+1).Scan(&k); err != nil {
+			t.Fatalf("count on conn %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	debug.FreeOSMemory()
+	after := rss(t)
+	t.Logf("RSS %d MiB before, %d MiB with %d reader connections open: about %d KiB per connection",
+		before>>20, after>>20, len(conns), (after-before)/int64(len(conns))>>10)
+}
+
+// rss returns the resident set size of this process in bytes.
+func rss(t *testing.T) int64 {
+	data, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		t.Skipf("no /proc/self/statm: %v", err)
+	}
+	f := strings.Fields(string(data))
+	pages, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		t.Fatalf("parse statm %q: %v", data, err)
+	}
+	return pages * int64(os.Getpagesize())
 }
 
 func testPlaceholders(t *testing.T, d sqlitebench.Driver) {
