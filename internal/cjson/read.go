@@ -1,6 +1,7 @@
 package cjson
 
 import (
+	"bytes"
 	"errors"
 	"iter"
 	"unicode/utf8"
@@ -109,15 +110,21 @@ func SkipValue(b []byte, i int) int {
 }
 
 // skipString returns the index just after the string that starts with the
-// quote at b[i].
+// quote at b[i]: the first quote not preceded by an odd number of
+// backslashes.
 func skipString(b []byte, i int) int {
 	i++
 	for i < len(b) {
-		switch b[i] {
-		case '\\':
-			i += 2
-			continue
-		case '"':
+		j := bytes.IndexByte(b[i:], '"')
+		if j < 0 {
+			break
+		}
+		i += j
+		n := 0
+		for k := i - 1; b[k] == '\\'; k-- { // stops at the opening quote
+			n++
+		}
+		if n%2 == 0 {
 			return i + 1
 		}
 		i++
