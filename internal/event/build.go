@@ -113,9 +113,8 @@ func New(version id.RoomVersion, proto Proto, serverName string, key *keys.Signi
 	hashes = append(hashes, `"}`...)
 	core := cjson.Set(make([]byte, 0, len(buf)+len(hashes)+160), buf, "hashes", hashes)
 
-	var typ string = proto.Type
 	red := getBuf()
-	*red = appendRedacted((*red)[:0], r, typ, core, false)
+	*red = appendRedacted((*red)[:0], r, proto.Type, core, false)
 	sig := key.Sign(*red)
 	ref := sha256.Sum256(*red)
 	putBuf(red)
