@@ -30,7 +30,8 @@ type VerifyKey struct {
 	// ValidUntil is the key's valid_until_ts (or expired_ts for an old
 	// key), already capped by the caller as the spec asks (room version 5,
 	// "Signing key validity period"). From room version 5 a key is only
-	// used for events whose origin_server_ts is not after it.
+	// used for events whose origin_server_ts is not after it; the zero
+	// time is never valid there.
 	ValidUntil time.Time
 }
 

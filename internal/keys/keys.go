@@ -2,9 +2,10 @@
 // (spec appendix "Signing JSON"): key generation, the key file, SignJSON and
 // VerifyJSON, and the signed body of GET /_matrix/key/v2/server.
 //
-// It does no network I/O; the key cache that fetches remote keys receives its
-// fetch and store functions from its caller. It imports cjson and mautrix-go's
-// id package only, and may be imported by event, federation, api and server.
+// It does no network I/O. (The cache of remote servers' keys that STYLE.md
+// places here is not written yet; it is to receive its fetch and store
+// functions from its caller.) It imports cjson and mautrix-go's id package
+// only, and may be imported by event, federation, api and server.
 package keys
 
 import (
