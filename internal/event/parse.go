@@ -23,7 +23,8 @@ func invalidf(format string, args ...any) error {
 // The checks are: the JSON is valid, and strictly canonical from room
 // version 6; the required fields are present with the right types (sender,
 // origin_server_ts, type, content, depth, hashes, signatures, prev_events,
-// auth_events, room_id except on v12 create events, event_id in v1–2);
+// auth_events, room_id except on v12 create events, event_id in v1–2 and
+// not from v3);
 // the event is at most MaxSize bytes as canonical JSON; sender, room_id and
 // event_id are at most 255 bytes and well-formed, type and state_key at most
 // 255 bytes; depth is in [0, 2^63-1] (v1–5) or [0, 2^53-1] (v6+); there are
@@ -112,9 +113,13 @@ func parseCanonical(r *rules, canon []byte, refHash *[32]byte) (*PDU, error) {
 					err = checkEventID(r, s)
 				}
 				p.eventID = id.EventID(s)
+			} else {
+				// v3 "Event format": "When events are sent over federation,
+				// the event_id field is no longer included." Synapse cannot
+				// build such an event (FrozenEventV2 asserts it has no
+				// event_id), so accepting it would split the room.
+				err = invalidf("event_id is not part of the event format of room version %s", r.version)
 			}
-			// From v3 event_id is not part of the format; if present it is
-			// just data, covered by hashes and kept by redaction.
 		case "hashes":
 			seen |= hasHashes
 			if v[0] != '{' {

@@ -53,7 +53,7 @@ func TestParse(t *testing.T) {
 		{"10 auth_events is the limit", func(m map[string]any, v id.RoomVersion) { m["auth_events"] = refs(v, 10) }, all},
 		{"255-byte type is the limit", func(m map[string]any, _ id.RoomVersion) { m["type"] = long[:255] }, all},
 		{"sender with port and IPv6 server name", func(m map[string]any, _ id.RoomVersion) { m["sender"] = "@a:[::1]:8448" }, all},
-		{"event_id in v3+ is data", func(m map[string]any, _ id.RoomVersion) { m["event_id"] = "$anything" }, from(3)},
+		{"event_id is not part of the v3+ format", func(m map[string]any, _ id.RoomVersion) { m["event_id"] = "$anything:origin.example" }, upTo(2)},
 
 		// Required fields (PDU schemas: pdu_base required, room_id, event_id in v1–2).
 		{"sender is required", func(m map[string]any, _ id.RoomVersion) { delete(m, "sender") }, none},
@@ -93,7 +93,7 @@ func TestParse(t *testing.T) {
 		{"type over 255 bytes", func(m map[string]any, _ id.RoomVersion) { m["type"] = long }, none},
 		{"state_key over 255 bytes", func(m map[string]any, _ id.RoomVersion) { m["state_key"] = long }, none},
 		{"room_id over 255 bytes", func(m map[string]any, _ id.RoomVersion) { m["room_id"] = "!" + long + ":x" }, none},
-		{"event_id over 255 bytes in v1–2", func(m map[string]any, _ id.RoomVersion) { m["event_id"] = "$" + long + ":x" }, from(3)},
+		{"event_id over 255 bytes in v1–2", func(m map[string]any, _ id.RoomVersion) { m["event_id"] = "$" + long + ":x" }, none},
 		{"event over 65536 bytes", func(m map[string]any, _ id.RoomVersion) {
 			m["content"] = map[string]any{"body": strings.Repeat("x", event.MaxSize)}
 		}, none},
@@ -130,7 +130,7 @@ func TestParse(t *testing.T) {
 		{"room_id without sigil", func(m map[string]any, _ id.RoomVersion) { m["room_id"] = "room:origin.example" }, none},
 		{"room_id without domain before v12", func(m map[string]any, _ id.RoomVersion) { m["room_id"] = "!room" }, none},
 		{"v12 room_id must be a create event hash", func(m map[string]any, _ id.RoomVersion) { m["room_id"] = "!room:origin.example" }, upTo(11)},
-		{"v1–2 event_id needs a domain", func(m map[string]any, _ id.RoomVersion) { m["event_id"] = "$abc" }, from(3)},
+		{"v1–2 event_id needs a domain", func(m map[string]any, _ id.RoomVersion) { m["event_id"] = "$abc" }, none},
 		{"v1–2 prev_events entries are pairs", func(m map[string]any, v id.RoomVersion) {
 			m["prev_events"] = []any{string(fakeEventID(v, "x"))}
 		}, from(3)},
