@@ -32,9 +32,12 @@ func invalidf(format string, args ...any) error {
 // version's format; in v12 the create event has no room_id, other events have
 // a room ID of the v12 form, and auth_events does not list the create event.
 //
-// The size limit (client-server API, "Size limits") is applied to the event
-// without unsigned: any server that relays an event may change unsigned, so
-// counting it would let a relay make a valid event invalid.
+// unsigned is kept apart (Unsigned) and is not part of JSON(). The size
+// limit (client-server API, "Size limits") is applied to the event without
+// it: any server that relays an event may change unsigned, so counting it
+// would let a relay make a valid event invalid. For the same reason an
+// unsigned that is not an object is dropped. Its JSON must still be valid
+// (and, from v6, hold only integers): that is checked with the rest.
 //
 // Errors wrap ErrInvalid, or ErrUnsupportedVersion. Parse never panics.
 func Parse(version id.RoomVersion, raw []byte) (*PDU, error) {
@@ -72,10 +75,12 @@ func parseCanonical(r *rules, canon []byte, refHash *[32]byte) (*PDU, error) {
 	}
 	p := &PDU{rules: r, raw: canon}
 	if u, ok := cjson.Get(canon, "unsigned"); ok {
-		if u[0] != '{' {
-			return nil, invalidf("unsigned is not an object")
+		// An unsigned that is not an object is dropped, as Synapse's
+		// _strip_unsigned_values does: relays may change unsigned, so it
+		// must not make the event invalid.
+		if u[0] == '{' {
+			p.unsigned = bytes.Clone(u)
 		}
-		p.unsigned = bytes.Clone(u)
 		p.raw = cjson.Without(make([]byte, 0, len(canon)), canon, "unsigned")
 	}
 	if len(p.raw) > MaxSize {

@@ -85,7 +85,10 @@ func TestParse(t *testing.T) {
 		{"room_id must be a string", func(m map[string]any, _ id.RoomVersion) { m["room_id"] = 5 }, none},
 		{"prev_events must be an array", func(m map[string]any, _ id.RoomVersion) { m["prev_events"] = map[string]any{} }, none},
 		{"prev_events entries must be event IDs", func(m map[string]any, _ id.RoomVersion) { m["prev_events"] = []any{5} }, none},
-		{"unsigned must be an object", func(m map[string]any, _ id.RoomVersion) { m["unsigned"] = 5 }, none},
+		{"unsigned that is not an object is dropped", func(m map[string]any, _ id.RoomVersion) { m["unsigned"] = 5 }, all},
+		{"float in unsigned only up to v5", func(m map[string]any, _ id.RoomVersion) {
+			m["unsigned"] = map[string]any{"age": json.Number("1.5")}
+		}, upTo(5)},
 		{"top-level redacts must be a string up to v10", func(m map[string]any, _ id.RoomVersion) { m["redacts"] = 5 }, from(11)},
 
 		// Size limits (client-server API, "Size limits").
