@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,6 +64,7 @@ type Server struct {
 	Users   *user.Service
 	handler http.Handler
 	reg     *prometheus.Registry
+	baseURL atomic.Value // string: public_baseurl, or derived from the bound listener
 }
 
 // New opens the database (applying migrations), loads or creates the
@@ -71,10 +73,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.PublicBaseURL == "" {
-		cfg.PublicBaseURL = "http://" + cfg.Listen
-	}
 	s := &Server{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	s.baseURL.Store(cfg.PublicBaseURL)
+	if cfg.PublicBaseURL == "" {
+		s.baseURL.Store("http://" + cfg.Listen) // replaced by the bound address in Serve
+	}
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	dbTime := prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -122,7 +125,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	version := VersionString()
 	client.New(client.Config{
 		ServerName:      cfg.ServerName,
-		PublicBaseURL:   cfg.PublicBaseURL,
+		PublicBaseURL:   func() string { return s.baseURL.Load().(string) },
 		WellKnownServer: cfg.WellKnownServer,
 		Version:         version,
 	}, s.Users,
@@ -167,6 +170,9 @@ func (s *Server) Run(ctx context.Context) error {
 
 // Serve is Run on a listener the caller opened.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if s.cfg.PublicBaseURL == "" {
+		s.baseURL.Store("http://" + ln.Addr().String())
+	}
 	s.logSummary(ctx, ln.Addr().String())
 	srv := &http.Server{
 		Handler:           s.handler,
@@ -216,7 +222,7 @@ func (s *Server) logSummary(ctx context.Context, addr string) {
 		"version", VersionString(),
 		"server_name", s.cfg.ServerName,
 		"listen", "http://"+addr,
-		"public_baseurl", s.cfg.PublicBaseURL,
+		"public_baseurl", s.baseURL.Load(),
 		"database", s.db.Dialect().String()+" "+s.db.Where(),
 		"schema_version", schema,
 		"users", users,

@@ -16,7 +16,7 @@ func (a *API) sessionResponse(s user.Session) map[string]any {
 		"access_token": s.AccessToken,
 		"device_id":    s.DeviceID,
 		"home_server":  a.cfg.ServerName,
-		"well_known":   map[string]any{"m.homeserver": map[string]string{"base_url": a.cfg.PublicBaseURL}},
+		"well_known":   map[string]any{"m.homeserver": map[string]string{"base_url": a.cfg.PublicBaseURL()}},
 	}
 	if s.RefreshToken != "" {
 		out["refresh_token"] = s.RefreshToken

@@ -18,8 +18,10 @@ import (
 
 // Config is what the client API needs of the server's settings.
 type Config struct {
-	ServerName      string
-	PublicBaseURL   string
+	ServerName string
+	// PublicBaseURL returns the URL clients reach the server at. It is a
+	// func because the default is known only once the listener is bound.
+	PublicBaseURL   func() string
 	WellKnownServer string
 	Version         string
 }

@@ -25,7 +25,7 @@ func (a *API) versions(w http.ResponseWriter, r *http.Request) error {
 
 // GET /.well-known/matrix/client
 func (a *API) wellKnownClient(w http.ResponseWriter, r *http.Request) error {
-	return api.OK(w, map[string]any{"m.homeserver": map[string]string{"base_url": a.cfg.PublicBaseURL}})
+	return api.OK(w, map[string]any{"m.homeserver": map[string]string{"base_url": a.cfg.PublicBaseURL()}})
 }
 
 // GET /.well-known/matrix/server
