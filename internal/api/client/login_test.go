@@ -272,6 +272,27 @@ func TestRefresh(t *testing.T) {
 			hstest.MustOK(t, c.Do(t, "POST", "/_matrix/client/v3/logout", nil))
 			refreshFails(t, c.RefreshToken)
 		})
+		t.Run("deleting the device revokes its refresh token", func(t *testing.T) {
+			c, other := login(t), login(t)
+			c.Password = "pw"
+			hstest.MustOK(t, c.UIA(t, "DELETE", "/_matrix/client/v3/devices/"+other.DeviceID, map[string]any{}, c.PasswordAuth()))
+			refreshFails(t, other.RefreshToken)
+		})
+		t.Run("a password change that logs out other devices revokes their refresh tokens", func(t *testing.T) {
+			c, other := login(t), login(t)
+			c.Password = "pw"
+			hstest.MustOK(t, c.UIA(t, "POST", passwordPath, map[string]any{"new_password": "pw"}, c.PasswordAuth()))
+			refreshFails(t, other.RefreshToken)
+			refresh(t, c, c.RefreshToken).MustWhoami(t)
+		})
+		t.Run("deactivation revokes refresh tokens", func(t *testing.T) {
+			hs.Register(t, "zed", "pw")
+			r := hs.Anon().Do(t, "POST", loginPath, map[string]any{"type": "m.login.password", "user": "zed", "password": "pw", "refresh_token": true})
+			m := hstest.MustOK(t, r)
+			z := &hstest.Client{HS: hs, UserID: hs.UserID("zed"), AccessToken: hstest.Str(t, m, "access_token"), Password: "pw"}
+			hstest.MustOK(t, z.UIA(t, "POST", deactivatePath, map[string]any{}, z.PasswordAuth()))
+			refreshFails(t, hstest.Str(t, m, "refresh_token"))
+		})
 	})
 }
 
