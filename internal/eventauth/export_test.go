@@ -1,0 +1,7 @@
+package eventauth
+
+// Hooks for the black-box tests.
+var (
+	Member     = member
+	ParseLevel = parseLevel
+)
