@@ -40,7 +40,11 @@ type Rejecter interface {
 // join_authorised_via_users_server must be "validly signed by the homeserver
 // of the user ID denoted by the key" (v8 rule 4.2.1). Verifying needs that
 // server's keys, which this pure package cannot fetch, so Check asks the
-// event. An event that does not implement SignatureVerifier fails that rule.
+// event. For an event that does not implement SignatureVerifier, Check
+// trusts the signature checks done on receipt to have verified it:
+// internal/event's SigningServers requires that server's signature on such
+// joins (though not on other memberships, which the rule's text covers too).
+// Check still rejects a key whose value is not a user ID.
 type SignatureVerifier interface {
 	// HasVerifiedSignature reports whether the event carries a signature
 	// from server that was checked against one of server's keys.

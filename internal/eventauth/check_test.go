@@ -563,10 +563,15 @@ func TestCheckJoin(t *testing.T) {
 				r.joinRule("restricted")
 				return restrictedJoin(r, bob, false)
 			}, want: eventauth.RuleMemberAuthoriserSignature},
-		{num: "member.2.1", desc: "join_authorised_via_users_server on an event that cannot report signatures rejected", vers: "8-",
+		{num: "join.5.3", desc: "join_authorised_via_users_server on an event that cannot report signatures: the receipt checks are trusted", vers: "8-",
 			build: func(r *room) eventauth.Event {
 				r.joinRule("restricted")
-				return plain{restrictedJoin(r, bob, true)}
+				return plain{restrictedJoin(r, bob, false)}
+			}},
+		{num: "member.2.1", desc: "join_authorised_via_users_server that is not a user ID rejected even without signature information", vers: "8-",
+			build: func(r *room) eventauth.Event {
+				r.joinRule("restricted")
+				return plain{r.memberContent(mallory, mallory, `{"membership":"join","join_authorised_via_users_server":"bob"}`)}
 			}, want: eventauth.RuleMemberAuthoriserSignature},
 		{num: "member.2.1", desc: "join_authorised_via_users_server that is not a user ID rejected", vers: "8-",
 			build: func(r *room) eventauth.Event {

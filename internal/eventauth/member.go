@@ -19,11 +19,14 @@ func (c *checker) checkMember() error {
 		// v8 4.2.1: "If the event is not validly signed by the homeserver of
 		// the user ID denoted by the key, reject." A value that is not a
 		// user ID names no homeserver, so nothing can have signed for it.
+		// Otherwise the event says, if it can (see SignatureVerifier).
 		via, _ := str(mc.JoinAuthorisedVia)
 		server := serverOf(via)
-		sv, ok := ev.(SignatureVerifier)
-		if via == "" || via[0] != '@' || server == "" || !ok || !sv.HasVerifiedSignature(server) {
-			return c.reject(RuleMemberAuthoriserSignature, "join_authorised_via_users_server %s", mc.JoinAuthorisedVia)
+		if via == "" || via[0] != '@' || server == "" {
+			return c.reject(RuleMemberAuthoriserSignature, "join_authorised_via_users_server %s is not a user ID", mc.JoinAuthorisedVia)
+		}
+		if sv, ok := ev.(SignatureVerifier); ok && !sv.HasVerifiedSignature(server) {
+			return c.reject(RuleMemberAuthoriserSignature, "no verified signature of %s", server)
 		}
 	}
 

@@ -4,11 +4,11 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json/jsontext"
-	"encoding/json/v2"
 	"strings"
 
-	"maunium.net/go/mautrix/crypto/canonicaljson"
 	"maunium.net/go/mautrix/id"
+
+	"polder.dev/polder/internal/cjson"
 )
 
 type tpiContent struct {
@@ -43,7 +43,7 @@ func (c *checker) checkThirdPartyInvite(target id.UserID, mc memberContent) erro
 	if invite.Sender() != c.sender {
 		return c.reject(RuleInvite3PIDSender, "sender %s, m.room.third_party_invite sender %s", c.sender, invite.Sender())
 	}
-	if verifySigned(signed, invite.Content()) {
+	if verifySigned(c.n, signedRaw, signed, invite.Content()) {
 		return nil
 	}
 	return c.reject(RuleInvite3PIDSignature, "")
@@ -53,9 +53,10 @@ func (c *checker) checkThirdPartyInvite(target id.UserID, mc memberContent) erro
 // public key of the m.room.third_party_invite content: "public_key", or
 // "public_key" of an entry of "public_keys". The signed JSON is signed as
 // any JSON object (appendix "Signing Details"): its canonical form without
-// "signatures" and "unsigned". Signatures of algorithms other than ed25519
-// are ignored ("Checking for a Signature", step 2).
-func verifySigned(signed map[string]jsontext.Value, inviteContent []byte) bool {
+// "signatures" and "unsigned" (canonical JSON of room version n: legacy up
+// to v5). Signatures of algorithms other than ed25519 are ignored
+// ("Checking for a Signature", step 2).
+func verifySigned(n int, raw jsontext.Value, signed map[string]jsontext.Value, inviteContent []byte) bool {
 	keys := publicKeys(inviteContent)
 	if len(keys) == 0 {
 		return false
@@ -64,22 +65,15 @@ func verifySigned(signed map[string]jsontext.Value, inviteContent []byte) bool {
 	if !ok {
 		return false
 	}
-	msg := make(map[string]jsontext.Value, len(signed))
-	for k, v := range signed {
-		if k != "signatures" && k != "unsigned" {
-			msg[k] = v
-		}
+	mode := cjson.Strict
+	if n <= 5 {
+		mode = cjson.Legacy
 	}
-	raw, err := json.Marshal(msg)
+	canonical, err := cjson.Append(nil, raw, mode)
 	if err != nil {
 		return false
 	}
-	// TODO: use internal/cjson once it is committed (it is being written in
-	// parallel); mautrix's implementation is used meanwhile.
-	canonical := jsontext.Value(raw)
-	if err := canonicaljson.Canonicalize(&canonical); err != nil {
-		return false
-	}
+	canonical = cjson.Without(nil, canonical, "signatures", "unsigned")
 	for _, perServer := range servers {
 		sigs, ok := object(perServer)
 		if !ok {
