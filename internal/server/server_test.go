@@ -25,6 +25,7 @@ func TestMain(m *testing.M) { os.Exit(hstest.Main(m)) }
 // registration tokens survive a restart (issue 2: "access tokens that
 // survive a restart").
 func TestRestartKeepsState(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		alice := hs.Register(t, "alice", "pw")
 		r := hs.Anon().Do(t, "POST", "/_matrix/client/v3/login", map[string]any{
@@ -103,6 +104,7 @@ func lastSeen(t *testing.T, c *hstest.Client, dev string) int64 {
 // histograms, database timings"): the endpoint label is the route pattern,
 // never the raw path.
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		alice := hs.Register(t, "alice", "pw")
 		alice.MustWhoami(t)
@@ -149,6 +151,7 @@ func TestMetrics(t *testing.T) {
 
 // With metrics off, /metrics is an unknown endpoint.
 func TestMetricsOff(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{Config: func(c *config.Config) { c.Metrics = false }}, func(t *testing.T, hs *hstest.Server) {
 		hstest.MustErr(t, hs.Anon().Do(t, "GET", "/metrics", nil), 404, "M_UNRECOGNIZED")
 	})
@@ -212,6 +215,7 @@ func (ss sampleSet) find(name string, want map[string]string) (float64, bool) {
 // startup summary, one access-log line per request, and never a token or a
 // password.
 func TestLogs(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{SharedSecret: "very secret"}, func(t *testing.T, hs *hstest.Server) {
 		const password = "hunter2-correct-horse"
 		alice := hs.Register(t, "alice", password)
@@ -241,6 +245,7 @@ func TestLogs(t *testing.T) {
 // A request in flight when shutdown begins still gets its answer (issue 2:
 // "graceful shutdown").
 func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		hs.Register(t, "alice", "pw")
 		pr, pw := io.Pipe()
@@ -280,6 +285,7 @@ func TestGracefulShutdown(t *testing.T) {
 // Many clients at once: registrations and logins all succeed (SQLite has one
 // writer; PostgreSQL a pool).
 func TestConcurrentClients(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		const n = 16
 		var wg sync.WaitGroup
@@ -308,6 +314,7 @@ func TestConcurrentClients(t *testing.T) {
 
 // server.New refuses a bad config and names the setting.
 func TestNewBadConfig(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		change  func(*config.Config)

@@ -14,6 +14,7 @@ const (
 
 // POST /account/password (spec "Password management").
 func TestChangePassword(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		t.Run("UIA first; wrong password refused and nothing changed", func(t *testing.T) {
 			a := hs.Register(t, "alice", "old")
@@ -87,6 +88,7 @@ func TestChangePassword(t *testing.T) {
 
 // POST /account/deactivate (spec "Account deactivation").
 func TestDeactivate(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		a1 := hs.Register(t, "alice", "pw")
 		a2 := hs.Login(t, "alice", "pw")

@@ -42,6 +42,7 @@ func synapseMAC(secret, nonce, user, password string, admin bool, userType strin
 // Shared-secret registration, Synapse admin API "Shared-Secret Registration"
 // (POST /_synapse/admin/v1/register), which admin tools and Complement use.
 func TestSharedSecretRegistration(t *testing.T) {
+	t.Parallel()
 	const secret = "correct horse battery staple"
 	hstest.Each(t, hstest.Options{SharedSecret: secret, Registration: hstest.RegistrationClosed}, func(t *testing.T, hs *hstest.Server) {
 		nonce := func(t *testing.T) string {
@@ -160,6 +161,7 @@ func TestSharedSecretRegistration(t *testing.T) {
 
 // Without a shared secret, shared-secret registration is off.
 func TestSharedSecretRegistrationOff(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		hstest.MustErr(t, hs.Anon().Do(t, "GET", sharedRegPath, nil), 403, "M_FORBIDDEN")
 		r := hs.Anon().Do(t, "POST", sharedRegPath, map[string]any{"nonce": "n", "username": "u", "password": "p", "mac": synapseMAC("", "n", "u", "p", false, "")})
@@ -171,6 +173,7 @@ func TestSharedSecretRegistrationOff(t *testing.T) {
 // The Synapse admin API "Registration Tokens": list, create, get, update,
 // delete; admins only.
 func TestRegistrationTokensAdmin(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{Registration: hstest.RegistrationToken}, func(t *testing.T, hs *hstest.Server) {
 		admin := hs.Admin(t, "root")
 		type token struct {

@@ -11,6 +11,7 @@ const devicesPath = "/_matrix/client/v3/devices"
 
 // GET /devices, GET and PUT /devices/{deviceId} (spec "Device management").
 func TestDevicesReadAndRename(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		alice := hs.Register(t, "alice", "pw")
 		phone := hs.Anon().Do(t, "POST", loginPath, map[string]any{
@@ -97,6 +98,7 @@ func TestDevicesReadAndRename(t *testing.T) {
 // DELETE /devices/{deviceId} and POST /delete_devices, both behind UIA
 // (spec "Device management").
 func TestDevicesDelete(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		t.Run("DELETE: 401 flow, wrong password keeps the device, right one deletes it", func(t *testing.T) {
 			a := hs.Register(t, "alice", "pw")

@@ -18,6 +18,7 @@ import (
 // GET /_matrix/client/versions, /.well-known/matrix/*, /capabilities and the
 // version endpoints.
 func TestDiscovery(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{Config: func(c *config.Config) {
 		c.PublicBaseURL = "https://matrix.example.org"
 		c.WellKnownServer = "fed.example.org:443"
@@ -130,6 +131,7 @@ func TestDiscovery(t *testing.T) {
 // Without delegation and public_baseurl: /.well-known/matrix/server is 404
 // and the client well-known points at the listener.
 func TestWellKnownDefaults(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		hstest.MustErr(t, hs.Anon().Do(t, "GET", "/.well-known/matrix/server", nil), 404, "M_NOT_FOUND")
 		m := hstest.MustOK(t, hs.Anon().Do(t, "GET", "/.well-known/matrix/client", nil))
@@ -143,6 +145,7 @@ func TestWellKnownDefaults(t *testing.T) {
 // Spec "Web Browser Clients": OPTIONS is answered on every path without
 // running the endpoint, and every response carries the CORS headers.
 func TestCORS(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		checkCORS := func(t *testing.T, r *hstest.Response) {
 			t.Helper()
@@ -206,6 +209,7 @@ func TestCORS(t *testing.T) {
 // Spec "Common error codes", M_UNRECOGNIZED: 404 for an endpoint that is
 // not implemented, 405 for a known endpoint with the wrong method.
 func TestUnrecognized(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		alice := hs.Register(t, "alice", "pw")
 		tests := []struct {
@@ -244,6 +248,7 @@ func TestUnrecognized(t *testing.T) {
 // M_INVALID_PARAM for missing and bad fields, on every POST/PUT endpoint;
 // and a bad request changes nothing.
 func TestBadInput(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{SharedSecret: "s3cret"}, func(t *testing.T, hs *hstest.Server) {
 		alice := hs.Register(t, "alice", "pw")
 		admin := hs.Admin(t, "root")
@@ -375,6 +380,7 @@ func mustOK(t *testing.T, r *hstest.Response) map[string]any {
 // Request size limits: a body over max_request_bytes is M_TOO_LARGE (413),
 // whether its length is announced or it arrives chunked.
 func TestTooLarge(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{Config: func(c *config.Config) { c.MaxRequestBytes = 1024 }}, func(t *testing.T, hs *hstest.Server) {
 		alice := hs.Register(t, "alice", "pw")
 		big := `{"type":"m.login.password","user":"alice","password":"pw","initial_device_display_name":"` + strings.Repeat("x", 2000) + `"}`
@@ -408,6 +414,7 @@ func TestTooLarge(t *testing.T) {
 // Retry-After header, per user for authenticated requests, per IP for the
 // others, and separately for login and registration.
 func TestRateLimit(t *testing.T) {
+	t.Parallel()
 	slow := &hstest.RateLimit{PerSecond: 0.01, Burst: 3}
 	hstest.Each(t, hstest.Options{RateLimit: slow, LoginRateLimit: slow}, func(t *testing.T, hs *hstest.Server) {
 		alice := hs.Register(t, "alice", "pw") // two register requests of three
@@ -477,6 +484,7 @@ func TestRateLimit(t *testing.T) {
 // be sure to rate limit this endpoint to avoid brute force attacks"; GET
 // /register/available lists a 429 too.
 func TestRateLimitRegistrationChecks(t *testing.T) {
+	t.Parallel()
 	slow := &hstest.RateLimit{PerSecond: 0.01, Burst: 3}
 	hstest.Each(t, hstest.Options{Registration: hstest.RegistrationToken, RateLimit: slow, LoginRateLimit: slow}, func(t *testing.T, hs *hstest.Server) {
 		for _, path := range []string{validityPath + "guess", availablePath + "someone"} {
@@ -500,6 +508,7 @@ func TestRateLimitRegistrationChecks(t *testing.T) {
 // Spec "Using access tokens": the Authorization header or the deprecated
 // access_token query parameter; M_MISSING_TOKEN and M_UNKNOWN_TOKEN (401).
 func TestAccessTokens(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		alice := hs.Register(t, "alice", "pw")
 		const whoami = "/_matrix/client/v3/account/whoami"
@@ -542,6 +551,7 @@ func TestAccessTokens(t *testing.T) {
 // The server has no clock hook, so the test moves the token's expiry into
 // the past in the database.
 func TestSoftLogout(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		hs.Register(t, "alice", "pw")
 		r := hs.Anon().Do(t, "POST", "/_matrix/client/v3/login", map[string]any{

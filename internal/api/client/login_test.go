@@ -15,6 +15,7 @@ const (
 
 // GET /login (spec "Login"): the flows Polder implements.
 func TestLoginFlows(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		type flow struct {
 			Type          string `json:"type"`
@@ -35,6 +36,7 @@ func TestLoginFlows(t *testing.T) {
 // POST /login with m.login.password (spec "Password-based" and "Identifier
 // types").
 func TestLoginPassword(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		alice := hs.Register(t, "alice", "secret")
 		hs.Register(t, "bob", "bobpw")
@@ -103,6 +105,7 @@ func TestLoginPassword(t *testing.T) {
 // /login": an unknown device_id creates that device; the display name is
 // ignored for a known device).
 func TestLoginDevice(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		alice := hs.Register(t, "alice", "pw")
 		login := func(t *testing.T, dev, name string) map[string]any {
@@ -139,6 +142,7 @@ func TestLoginDevice(t *testing.T) {
 // POST /login/get_token (spec "POST /login/get_token", v1.7) and POST /login
 // with m.login.token.
 func TestLoginToken(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		alice := hs.Register(t, "alice", "pw")
 		bob := hs.Register(t, "bob", "bobpw")
@@ -199,6 +203,7 @@ func TestLoginToken(t *testing.T) {
 // access token is revoked, and the old refresh token stays valid only until
 // the new access token or refresh token is used.
 func TestRefresh(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		hs.Register(t, "alice", "pw")
 		login := func(t *testing.T) *hstest.Client {
@@ -298,6 +303,7 @@ func TestRefresh(t *testing.T) {
 
 // POST /logout and /logout/all (spec "Logout"), GET /account/whoami.
 func TestLogout(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		t.Run("logout deletes the device and its token", func(t *testing.T) {
 			a1 := hs.Register(t, "alice", "pw")

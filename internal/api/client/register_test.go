@@ -22,6 +22,7 @@ var localpartRE = regexp.MustCompile(`^[a-z0-9._=/+-]+$`)
 // POST /register with open registration (spec "Account registration" and
 // "User-Interactive Authentication API").
 func TestRegisterOpen(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		t.Run("dummy flow: 401 with flows and session, then success", func(t *testing.T) {
 			c := hs.Anon()
@@ -158,6 +159,7 @@ func TestRegisterOpen(t *testing.T) {
 // Spec "POST /register": a username outside the grammar is M_INVALID_USERNAME,
 // and the server checks it before user-interactive authentication (no 401).
 func TestRegisterInvalidUsername(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		hs.Register(t, "alice", "pw")
 		tests := []struct {
@@ -188,6 +190,7 @@ func TestRegisterInvalidUsername(t *testing.T) {
 
 // GET /register/available (spec "Account registration").
 func TestRegisterAvailable(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		hs.Register(t, "alice", "pw")
 		tests := []struct {
@@ -220,6 +223,7 @@ func TestRegisterAvailable(t *testing.T) {
 // (spec "POST /register" 403: "The homeserver does not permit registering
 // the account").
 func TestRegisterClosed(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{Registration: hstest.RegistrationClosed}, func(t *testing.T, hs *hstest.Server) {
 		for _, body := range []map[string]any{
 			{"username": "alice", "password": "pw"},
@@ -247,6 +251,7 @@ func TestRegisterClosed(t *testing.T) {
 // kind=guest needs no UIA, ignores every field but
 // initial_device_display_name, and guests may not use most endpoints.
 func TestRegisterGuest(t *testing.T) {
+	t.Parallel()
 	t.Run("off", func(t *testing.T) {
 		hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 			hstest.MustErr(t, hs.Anon().Do(t, "POST", registerPath+"?kind=guest", map[string]any{}), 403, "M_FORBIDDEN")
@@ -293,6 +298,7 @@ func TestRegisterGuest(t *testing.T) {
 // Registration with m.login.registration_token (spec "Token-authenticated
 // registration"), with tokens managed through the Synapse admin API.
 func TestRegisterWithToken(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{Registration: hstest.RegistrationToken}, func(t *testing.T, hs *hstest.Server) {
 		admin := hs.Admin(t, "root")
 		newToken := func(t *testing.T, body map[string]any) string {

@@ -84,6 +84,7 @@ func fetchKeys(t *testing.T, hs *hstest.Server, path string) (serverKeys, id.Key
 // GET /_matrix/key/v2/server: the key on disk, correctly signed, and the same
 // after a restart.
 func TestServerKeys(t *testing.T) {
+	t.Parallel()
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		_, keyID, pub := fetchKeys(t, hs, "/_matrix/key/v2/server")
 
@@ -114,6 +115,7 @@ func TestServerKeys(t *testing.T) {
 
 // Two servers have different keys.
 func TestServerKeysDiffer(t *testing.T) {
+	t.Parallel()
 	sqlite := storetest.Engines(t)[0]
 	hs1 := hstest.Start(t, sqlite, hstest.Options{})
 	hs2 := hstest.Start(t, sqlite, hstest.Options{ServerName: "hs2.polder.test"})
