@@ -264,46 +264,54 @@ func array(v jsontext.Value) ([]jsontext.Value, bool) {
 }
 
 // member returns the raw value of the member named key in obj, or nil when
-// there is none; of duplicate members the last wins, as when decoding. obj
-// must be valid JSON (a value decode returned): member only skips over it,
-// without allocating. On invalid input it returns nil or a wrong value, but
-// it does not panic or loop.
+// there is none; of duplicate members the last wins, as when decoding.
 func member(obj []byte, key string) []byte {
+	var found []byte
+	members(obj, func(name, value []byte) {
+		if nameIs(name, key) {
+			found = value
+		}
+	})
+	return found
+}
+
+// members calls fn with the name (quoted, as written) and raw value of each
+// member of the JSON object obj, in order. obj should be valid JSON (a
+// value decode returned, or the content of a parsed event): members only
+// skips over it, without allocating. On invalid input it may stop early or
+// pass wrong values, but it does not panic or loop.
+func members(obj []byte, fn func(name, value []byte)) {
 	i := skipSpace(obj, 0)
 	if i >= len(obj) || obj[i] != '{' {
-		return nil
+		return
 	}
 	i++
-	var found []byte
 	for i < len(obj) {
 		i = skipSpace(obj, i)
 		if i >= len(obj) || obj[i] == '}' {
-			break
+			return
 		}
 		if obj[i] == ',' {
 			i++
 			continue
 		}
 		if obj[i] != '"' {
-			return nil
+			return
 		}
 		end := skipString(obj, i)
 		name := obj[i:end]
 		i = skipSpace(obj, end)
 		if i >= len(obj) || obj[i] != ':' {
-			return nil
+			return
 		}
 		i = skipSpace(obj, i+1)
 		vend := skipValue(obj, i)
 		if vend <= i {
-			return nil
+			return
 		}
-		if nameIs(name, key) {
-			found = obj[i:vend]
-		}
+		fn(name, obj[i:vend])
 		i = vend
 	}
-	return found
 }
 
 // nameIs reports whether the JSON string name (with its quotes) is key.

@@ -135,20 +135,36 @@ func newPowerLevels(n int, creators []id.UserID, pl Event) *PowerLevels {
 		return p
 	}
 	p.exists = true
-	c := decode[powerLevelsContent](pl.Content())
-	for i, raw := range c.top() {
-		if v, ok, _ := parseLevel(n, raw); ok {
-			p.top[i] = optLevel{v, true}
+	// The content of a state event was checked when the event was parsed:
+	// read it in one pass, without decoding (the users object of a big
+	// room is long, and Check reads one or two of its entries).
+	members(pl.Content(), func(name, value []byte) {
+		for i, top := range topNames {
+			if nameIs(name, top) {
+				if v, ok, _ := parseLevel(n, value); ok {
+					p.top[i] = optLevel{v, true}
+				} else {
+					p.top[i] = optLevel{}
+				}
+				return
+			}
 		}
-	}
-	for _, f := range []struct {
-		dst *jsontext.Value
-		raw jsontext.Value
-	}{{&p.users, c.Users}, {&p.events, c.Events}, {&p.notifications, c.Notifications}} {
-		if isObject(f.raw) {
-			*f.dst = f.raw
+		var dst *jsontext.Value
+		switch {
+		case nameIs(name, "users"):
+			dst = &p.users
+		case nameIs(name, "events"):
+			dst = &p.events
+		case nameIs(name, "notifications"):
+			dst = &p.notifications
+		default:
+			return
 		}
-	}
+		*dst = nil
+		if isObject(value) {
+			*dst = value
+		}
+	})
 	return p
 }
 
