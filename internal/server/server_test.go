@@ -253,9 +253,20 @@ func TestGracefulShutdown(t *testing.T) {
 		go func() {
 			done <- hs.Anon().Do(t, "POST", "/_matrix/client/v3/login", io.Reader(pr))
 		}()
-		// The server has the headers and waits for the body.
+		// Wait until the server has the headers and waits for the body: two
+		// requests in flight, that one and the /metrics request asking.
 		io.WriteString(pw, `{"type":"m.login.password",`)
-		time.Sleep(100 * time.Millisecond)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			m := parseSamples(string(hs.Anon().Do(t, "GET", "/metrics", nil).Body))
+			if n, _ := m.find("polder_http_requests_in_flight", nil); n >= 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the login request never reached the server")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		stopped := make(chan struct{})
 		go func() {
 			hs.Stop(t)
