@@ -34,12 +34,16 @@ func main() {
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd := "serve"
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+		usage(stdout)
+		return 0
+	}
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
 	}
 	switch cmd {
 	case "serve":
-		return serve(args, stderr)
+		return serve(args, stdout, stderr)
 	case "generate-config":
 		fmt.Fprint(stdout, config.Example())
 		return 0
@@ -48,7 +52,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 0
 	case "user":
 		return userCmd(args, stdin, stdout, stderr)
-	case "help", "-h", "--help":
+	case "help":
 		usage(stdout)
 		return 0
 	default:
@@ -69,18 +73,22 @@ Run 'polder serve -h' for the settings.
 `)
 }
 
-// loadConfig parses settings for a subcommand; errors are printed as one line.
-func loadConfig(fs *flag.FlagSet, args []string, stderr io.Writer) (config.Config, bool) {
-	fs.SetOutput(stderr)
+// loadConfig parses settings for a subcommand. -h prints the settings to
+// stdout (exit 0); a bad setting is printed as one line (exit 2).
+func loadConfig(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (config.Config, int, bool) {
+	fs.SetOutput(io.Discard) // the flag package would print the whole usage on any error
 	cfg, err := config.Load(fs, args, os.Getenv)
 	if errors.Is(err, flag.ErrHelp) {
-		return cfg, false
+		fmt.Fprintf(stdout, "usage of %s:\n", fs.Name())
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return cfg, 0, false
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "polder: bad setting: %v\n", err)
-		return cfg, false
+		return cfg, 2, false
 	}
-	return cfg, true
+	return cfg, 0, true
 }
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
@@ -93,11 +101,11 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func serve(args []string, stderr io.Writer) int {
+func serve(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("polder serve", flag.ContinueOnError)
-	cfg, ok := loadConfig(fs, args, stderr)
+	cfg, code, ok := loadConfig(fs, args, stdout, stderr)
 	if !ok {
-		return 2
+		return code
 	}
 	log := newLogger(cfg, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -123,9 +131,9 @@ func userCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("polder user create", flag.ContinueOnError)
 	admin := fs.Bool("admin", false, "make the user a server admin")
 	password := fs.String("password", "", "the password (default: the first line of stdin)")
-	cfg, ok := loadConfig(fs, args[2:], stderr)
+	cfg, code, ok := loadConfig(fs, args[2:], stdout, stderr)
 	if !ok {
-		return 2
+		return code
 	}
 	if *password == "" {
 		line, err := bufio.NewReader(stdin).ReadString('\n')

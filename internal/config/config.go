@@ -170,7 +170,8 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (Config, 
 		}
 		fileCfg := Default()
 		if err := decodeYAML(data, &fileCfg); err != nil {
-			return c, fmt.Errorf("config file %s: %w", *path, err)
+			msg := strings.ReplaceAll(strings.TrimPrefix(err.Error(), "yaml: unmarshal errors:\n"), "\n", "; ")
+			return c, fmt.Errorf("config file %s: %s", *path, strings.TrimSpace(msg))
 		}
 		c = fileCfg
 	}

@@ -84,8 +84,9 @@ func (db *DB) DeleteUIASession(ctx context.Context, id string) error {
 func (db *DB) ExpireUIASessions(ctx context.Context, before int64) (int64, error) {
 	var n int64
 	err := db.WithTx(ctx, "expire_uia_sessions", func(tx *Tx) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE registration_tokens SET pending = pending - 1
-			WHERE pending > 0 AND token IN (SELECT reg_token FROM uia_sessions WHERE created_ts < $1 AND reg_token IS NOT NULL)`, before); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE registration_tokens SET pending = pending -
+			(SELECT COUNT(*) FROM uia_sessions s WHERE s.reg_token = registration_tokens.token AND s.created_ts < $1)
+			WHERE token IN (SELECT reg_token FROM uia_sessions WHERE created_ts < $1 AND reg_token IS NOT NULL)`, before); err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM uia_sessions WHERE created_ts < $1`, before)

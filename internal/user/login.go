@@ -58,11 +58,13 @@ func (s *Service) checkPasswordLogin(ctx context.Context, localpart, password st
 	if err != nil {
 		return err
 	}
+	if !passwordMatches(a.PasswordHash, password) {
+		// Deactivation wipes the password, so a deactivated account lands
+		// here too: the answer does not reveal which accounts are deactivated.
+		return mxerr.Forbidden("Invalid username or password")
+	}
 	if a.Deactivated {
 		return mxerr.UserDeactivated("This account has been deactivated")
-	}
-	if !passwordMatches(a.PasswordHash, password) {
-		return mxerr.Forbidden("Invalid username or password")
 	}
 	return nil
 }

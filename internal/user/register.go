@@ -143,6 +143,10 @@ func (s *Service) UsernameAvailable(ctx context.Context, username string) error 
 // RegistrationTokenValid says whether a registration token can be used
 // (spec: GET /register/m.login.registration_token/validity).
 func (s *Service) RegistrationTokenValid(ctx context.Context, token string) (bool, error) {
+	if !s.cfg.EnableRegistration {
+		// Spec: 403 M_FORBIDDEN when registration is disabled.
+		return false, mxerr.Forbidden("Registration is disabled")
+	}
 	t, err := s.db.RegistrationToken(ctx, token)
 	if errors.Is(err, store.ErrNotFound) {
 		return false, nil

@@ -71,13 +71,13 @@ func (a *API) public(h api.Handler) http.Handler {
 	})
 }
 
-// login serves a login or registration handler, rate limited harder.
+// login serves a login or registration handler, rate limited harder per IP
+// (GETs too: the token validity and username checks must not allow
+// guessing at speed).
 func (a *API) login(h api.Handler) http.Handler {
 	return a.errs.H(func(w http.ResponseWriter, r *http.Request) error {
-		if r.Method != http.MethodGet {
-			if err := a.loginLim.Allow("ip:" + api.ClientIP(r)); err != nil {
-				return err
-			}
+		if err := a.loginLim.Allow("ip:" + api.ClientIP(r)); err != nil {
+			return err
 		}
 		return h(w, r)
 	})
