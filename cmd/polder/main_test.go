@@ -18,7 +18,13 @@ import (
 	"polder.dev/polder/internal/hstest"
 )
 
-func TestMain(m *testing.M) { os.Exit(hstest.Main(m)) }
+func TestMain(m *testing.M) {
+	if os.Getenv("POLDER_TEST_EXEC") == "1" {
+		// Re-executed by a test as the polder binary itself (kill_test.go).
+		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(hstest.Main(m))
+}
 
 // polder runs the command in-process and returns its exit code and output.
 func polder(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
