@@ -23,7 +23,7 @@ type dag struct {
 	index  map[id.EventID]int32
 	ids    []id.EventID
 	loaded []bool
-	auth   [][]int32          // the node's auth_events; valid once loaded
+	auth   [][]int32         // the node's auth_events; valid once loaded
 	events []eventauth.Event // the node's event if keep; valid once loaded
 }
 

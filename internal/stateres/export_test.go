@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"maunium.net/go/mautrix/id"
-
 )
 
 // Hooks for the black-box tests: the steps of the algorithms, alone.
@@ -76,4 +75,3 @@ func SplitStates(states []StateMap, v2 bool) (StateMap, map[StateKey][]id.EventI
 	s := splitStates(states, v2)
 	return s.unconflicted, s.conflicted
 }
-
