@@ -291,3 +291,75 @@ func fixtureFiles(tb testing.TB) []string {
 	}
 	return files
 }
+
+// builder makes small hand-made auth DAGs for unit tests: each event's auth
+// events are given by name, its ts is its place in the list unless set.
+type builder struct {
+	tb      testing.TB
+	version id.RoomVersion
+	room    id.RoomID
+	events  stateres.EventMap
+	byName  map[string]*fakeEvent
+}
+
+func newBuilder(tb testing.TB, version id.RoomVersion) *builder {
+	return &builder{tb: tb, version: version, room: "!room:x", events: make(stateres.EventMap), byName: make(map[string]*fakeEvent)}
+}
+
+// add adds an event; stateKey "-" makes a message event.
+func (b *builder) add(name, evType, stateKey string, sender id.UserID, content string, auth ...string) *fakeEvent {
+	b.tb.Helper()
+	ev := &fakeEvent{
+		id:      eventID(name),
+		room:    b.room,
+		typ:     evType,
+		sender:  sender,
+		content: []byte(content),
+		ts:      int64(len(b.byName) + 1),
+		depth:   1,
+	}
+	if stateKey != "-" {
+		ev.sk = ptr(stateKey)
+	}
+	if evType == "m.room.create" && b.version.RoomIDIsCreateEventID() {
+		b.room = id.RoomID("!" + name)
+		ev.room = b.room
+	}
+	ev.auth = []id.EventID{}
+	for _, a := range auth {
+		pe, ok := b.byName[a]
+		if !ok {
+			b.tb.Fatalf("auth event %s of %s not defined", a, name)
+		}
+		ev.auth = append(ev.auth, pe.id)
+		ev.depth = max(ev.depth, pe.depth+1)
+	}
+	b.byName[name] = ev
+	b.events.Add(ev)
+	return ev
+}
+
+func (b *builder) ids(names ...string) []id.EventID {
+	out := make([]id.EventID, len(names))
+	for i, n := range names {
+		if _, ok := b.byName[n]; !ok {
+			b.tb.Fatalf("no event %s", n)
+		}
+		out[i] = eventID(n)
+	}
+	return out
+}
+
+// state builds a state map of the named events.
+func (b *builder) state(names ...string) stateres.StateMap {
+	out := make(stateres.StateMap)
+	for _, n := range names {
+		ev := b.byName[n]
+		out[stateres.StateKey{Type: ev.typ, StateKey: *ev.sk}] = ev.id
+	}
+	return out
+}
+
+func (b *builder) resolver(auth stateres.AuthFunc) *stateres.Resolver {
+	return stateres.New(stateres.Config{Source: b.events, Auth: auth})
+}
