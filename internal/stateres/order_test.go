@@ -369,4 +369,3 @@ func TestIsPowerEvent(t *testing.T) {
 		})
 	}
 }
-
