@@ -3,6 +3,7 @@ package stateres
 import (
 	"context"
 	"fmt"
+	"iter"
 	"slices"
 	"sync"
 
@@ -22,10 +23,12 @@ type AuthChains interface {
 
 	// AuthDifference returns the auth difference (rooms/v2.md "Auth
 	// difference") of the states whose events are common ∪ sets[i]: the
-	// events in the full auth chain of some state but not of all. common is
-	// separate because its auth chain is in every state's: an index need
-	// walk it only once.
-	AuthDifference(ctx context.Context, common []id.EventID, sets [][]id.EventID) ([]id.EventID, error)
+	// events in the full auth chain of some state but not of all. common
+	// (in practice the unconflicted state, most of a big room) is separate
+	// because its auth chain is in every state's: an implementation needs
+	// it only to rule out the events in the chains of some sets but not
+	// all, and may not need to read it at all.
+	AuthDifference(ctx context.Context, common iter.Seq[id.EventID], sets [][]id.EventID) ([]id.EventID, error)
 
 	// ConflictedSubgraph returns the conflicted state subgraph of the
 	// conflicted state set (rooms/v12.md "Conflicted state subgraph",
@@ -127,29 +130,28 @@ func (c *AuthChainCache) union(ctx context.Context, from []int32) ([]int32, erro
 	return out, err
 }
 
-// AuthDifference implements AuthChains. It walks the auth chain of common
-// once, then the chain of each set down to where it meets that of common:
-// an event in the chain of common is in every state's chain, and so are all
-// the events of its own chain.
-func (c *AuthChainCache) AuthDifference(ctx context.Context, common []id.EventID, sets [][]id.EventID) ([]id.EventID, error) {
+// AuthDifference implements AuthChains. An event in the auth chain of
+// common is in every state's chain; any other is in state i's chain
+// exactly when it is in the chain of sets[i]. So it first walks the chains
+// of the sets, which are small when few entries conflict, and finds the
+// candidates, the events in some of them but not all. Only if there are
+// candidates does it read common and walk its auth chain, stopping as soon
+// as it has seen them all.
+func (c *AuthChainCache) AuthDifference(ctx context.Context, common iter.Seq[id.EventID], sets [][]id.EventID) ([]id.EventID, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cm := c.d.internAll(common)
-	c.inU.reset()
-	if err := c.d.walk(ctx, cm, &c.inU, func(int32) bool { return true }); err != nil {
-		return nil, fmt.Errorf("auth chain of the common state: %w", err)
-	}
 	if len(c.count) < c.d.len() {
 		c.count = make([]int32, c.d.len()+c.d.len()/4)
 	}
 	var touched []int32
+	defer func() {
+		for _, n := range touched {
+			c.count[n] = 0
+		}
+	}()
 	for i, set := range sets {
-		from := c.d.internAll(set)
 		c.seen.reset()
-		err := c.d.walk(ctx, from, &c.seen, func(n int32) bool {
-			if c.inU.has(n) {
-				return false
-			}
+		err := c.d.walk(ctx, c.d.internAll(set), &c.seen, func(n int32) bool {
 			if int(n) >= len(c.count) {
 				c.count = append(c.count, make([]int32, int(n)+1-len(c.count)+len(c.count)/4)...)
 			}
@@ -160,18 +162,42 @@ func (c *AuthChainCache) AuthDifference(ctx context.Context, common []id.EventID
 			return true
 		})
 		if err != nil {
-			for _, n := range touched {
-				c.count[n] = 0
-			}
 			return nil, fmt.Errorf("auth chain of state %d: %w", i, err)
 		}
 	}
-	var out []int32
+	var candidates []int32
 	for _, n := range touched {
 		if int(c.count[n]) < len(sets) {
+			candidates = append(candidates, n)
+		}
+	}
+	if len(candidates) == 0 {
+		return nil, nil
+	}
+	c.inC.reset()
+	for _, n := range candidates {
+		c.inC.add(n)
+	}
+	left := len(candidates)
+	var from []int32
+	for eid := range common {
+		from = append(from, c.d.intern(eid))
+	}
+	c.inU.reset()
+	err := c.d.walk(ctx, from, &c.inU, func(n int32) bool {
+		if c.inC.has(n) {
+			left--
+		}
+		return left > 0
+	})
+	if err != nil {
+		return nil, fmt.Errorf("auth chain of the common state: %w", err)
+	}
+	var out []int32
+	for _, n := range candidates {
+		if !c.inU.has(n) {
 			out = append(out, n)
 		}
-		c.count[n] = 0
 	}
 	return c.d.idsOf(out), nil
 }

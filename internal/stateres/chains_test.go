@@ -113,7 +113,7 @@ func TestAuthChainCacheRandom(t *testing.T) {
 			for k := range inter {
 				union[k] = false
 			}
-			got, err = cache.AuthDifference(ctx, common, sets)
+			got, err = cache.AuthDifference(ctx, slices.Values(common), sets)
 			if err != nil {
 				t.Fatalf("seed %d: AuthDifference: %v", seed, err)
 			}

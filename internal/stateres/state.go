@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
+	"maps"
 	"slices"
 	"strings"
 
@@ -116,14 +118,8 @@ func (s *split) conflictedIDs() []id.EventID {
 	return slices.Compact(out)
 }
 
-// unconflictedIDs is the values of the unconflicted state map.
-func (s *split) unconflictedIDs() []id.EventID {
-	out := make([]id.EventID, 0, len(s.unconflicted))
-	for _, v := range s.unconflicted {
-		out = append(out, v)
-	}
-	return out
-}
+// unconflictedIDs yields the values of the unconflicted state map.
+func (s *split) unconflictedIDs() iter.Seq[id.EventID] { return maps.Values(s.unconflicted) }
 
 // splitStates divides states into the unconflicted state map and the
 // conflicted state set.
@@ -136,54 +132,81 @@ func (s *split) unconflictedIDs() []id.EventID {
 // state_key)"), a key that some states lack is unconflicted if the states
 // that hold it agree.
 //
-// Each map is read once, plus one lookup per other state for each key.
+// This is the one part of a resolution whose cost grows with the size of
+// the state rather than with the conflicts, so it does the least it can:
+// the unconflicted map starts as a copy of the first state (a copy of the
+// map's tables, much cheaper than inserting its entries one by one), the
+// first state is read once with one lookup per other state, and another
+// state is read only if it has keys the first lacks.
 func splitStates(states []StateMap, absentConflicts bool) *split {
+	first := states[0]
 	s := &split{
-		unconflicted: make(StateMap, len(states[0])),
+		unconflicted: maps.Clone(first),
 		conflicted:   make(map[StateKey][]id.EventID),
 		perState:     make([][]id.EventID, len(states)),
 	}
-	for i, st := range states {
-	keys:
-		for k, v := range st {
-			// Each key is handled at the first state that holds it.
-			missing := i > 0
-			for j := range i {
-				if _, ok := states[j][k]; ok {
-					continue keys
-				}
+	if s.unconflicted == nil {
+		s.unconflicted = make(StateMap)
+	}
+	others := states[1:]
+	shared := make([]int, len(others)) // keys of first found in each other state
+	for k, v := range first {
+		conflict := false
+		for j, other := range others {
+			w, ok := other[k]
+			if ok {
+				shared[j]++
 			}
-			differs := false
-			for _, other := range states[i+1:] {
-				w, ok := other[k]
-				if !ok {
-					missing = true
-				} else if w != v {
-					differs = true
-				}
+			if (ok && w != v) || (!ok && absentConflicts) {
+				conflict = true
 			}
-			if !differs && (!missing || !absentConflicts) {
-				s.unconflicted[k] = v
-				continue
-			}
-			ids := []id.EventID{v}
-			for _, other := range states[i+1:] {
-				if w, ok := other[k]; ok {
-					ids = append(ids, w)
-				}
-			}
-			slices.Sort(ids)
-			s.conflicted[k] = slices.Compact(ids)
+		}
+		if conflict {
+			s.addConflict(states, k)
 		}
 	}
-	for i, st := range states {
-		for k := range s.conflicted {
-			if v, ok := st[k]; ok {
-				s.perState[i] = append(s.perState[i], v)
+	for j, other := range others {
+		if shared[j] == len(other) {
+			continue // no key outside first
+		}
+	keys:
+		for k, v := range other {
+			if _, ok := first[k]; ok {
+				continue
+			}
+			for _, earlier := range others[:j] {
+				if _, ok := earlier[k]; ok {
+					continue keys // handled with that state
+				}
+			}
+			conflict := absentConflicts
+			for _, later := range others[j+1:] {
+				if w, ok := later[k]; ok && w != v {
+					conflict = true
+				}
+			}
+			if conflict {
+				s.addConflict(states, k)
+			} else {
+				s.unconflicted[k] = v
 			}
 		}
 	}
 	return s
+}
+
+// addConflict records k as conflicted.
+func (s *split) addConflict(states []StateMap, k StateKey) {
+	delete(s.unconflicted, k)
+	var ids []id.EventID
+	for i, st := range states {
+		if v, ok := st[k]; ok {
+			ids = append(ids, v)
+			s.perState[i] = append(s.perState[i], v)
+		}
+	}
+	slices.Sort(ids)
+	s.conflicted[k] = slices.Compact(ids)
 }
 
 // sortedKeys returns the keys of m in order, for deterministic iteration.
