@@ -248,8 +248,11 @@ func rejected(ev eventauth.Event) bool {
 }
 
 // prefetch loads, in batches, what checking the events of list against p
-// will read: their auth events and the entries of the base state at their
-// auth event selection keys.
+// will read: their auth events, and the entries of the base state that the
+// rules may read for them: those at the keys of their auth events (the keys
+// the auth events selection picked when the event was made), the sender's
+// and the target's memberships, create, power levels and join rules.
+// Anything else is loaded when a Lookup asks for it.
 func (ru *run) prefetch(p *partial, list []int32) error {
 	if err := ru.d.load(ru.ctx, list); err != nil {
 		return err
@@ -263,14 +266,24 @@ func (ru *run) prefetch(p *partial, list []int32) error {
 	var want []int32
 	add := func(k StateKey) {
 		if eid, ok := p.base[k]; ok {
-			want = append(want, ru.d.intern(eid))
+			if n := ru.d.intern(eid); !ru.d.loaded[n] {
+				want = append(want, n)
+			}
 		}
 	}
 	add(keyCreate)
 	add(keyPowerLevels)
+	add(StateKey{typeJoinRules, ""})
 	for _, n := range list {
-		for _, k := range eventauth.AuthEventSelection(ru.version, ru.d.events[n]) {
-			add(StateKey{k.Type, k.StateKey})
+		ev := ru.d.events[n]
+		add(StateKey{typeMember, string(ev.Sender())})
+		if k, ok := keyOf(ev); ok && k.Type == typeMember {
+			add(k)
+		}
+		for _, a := range ru.d.auth[n] {
+			if k, ok := keyOf(ru.d.events[a]); ok {
+				add(k)
+			}
 		}
 	}
 	return ru.d.load(ru.ctx, want)
