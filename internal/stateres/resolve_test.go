@@ -221,3 +221,64 @@ func TestResolveAllVersions(t *testing.T) {
 		})
 	}
 }
+
+// TestIterativeAuthChecksLookup checks what the authorization rules see
+// during the iterative auth checks (rooms/v2.md "Iterative auth checks"):
+// the partial state's entry for a key; else the event's own auth event for
+// it if that was not rejected; from v12 the create event the room ID names.
+func TestIterativeAuthChecksLookup(t *testing.T) {
+	tests := []struct {
+		name       string
+		version    id.RoomVersion
+		rejectJB   bool
+		wantMember string // what Bob's membership lookup gives, "" for nil
+		wantPL     string
+		wantCreate string
+	}{
+		{"v2: key in the state", "11", false, "JB", "PL", "CREATE"},
+		{"v2: rejected auth event is not used", "11", true, "", "PL", "CREATE"},
+		{"v2.1: starts empty, auth events fill in", "12", false, "JB", "PL", "CREATE"},
+		{"v2.1: create event from the room ID", "12", true, "", "PL", "CREATE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newBuilder(t, tt.version)
+			b.add("CREATE", "m.room.create", "", alice, `{"room_version":"`+string(tt.version)+`"}`)
+			c := []string{"CREATE"}
+			if tt.version.RoomIDIsCreateEventID() {
+				c = nil
+			}
+			b.add("JA", "m.room.member", string(alice), alice, `{"membership":"join"}`, c...)
+			b.add("PL", "m.room.power_levels", "", alice, `{}`, append(c, "JA")...)
+			b.add("JB", "m.room.member", string(bob), bob, `{"membership":"join"}`, append(c, "PL")...).rejected = tt.rejectJB
+			b.add("E", "m.room.topic", "", bob, `{}`, append(c, "PL", "JB")...)
+			// N, in both states, cites JB too: JB is in every state's auth
+			// chain, so not in the auth difference, and not replayed.
+			b.add("N", "m.room.name", "", bob, `{}`, append(c, "PL", "JB")...)
+			seen := map[string]string{}
+			auth := func(v id.RoomVersion, ev eventauth.Event, lookup eventauth.Lookup) error {
+				if ev.EventID() == eventID("E") {
+					for name, k := range map[string]stateres.StateKey{"member": key("m.room.member", string(bob)), "pl": key("m.room.power_levels", ""), "create": key("m.room.create", "")} {
+						if got := lookup(k.Type, k.StateKey); got != nil {
+							seen[name] = nameOf(got.EventID())
+						}
+					}
+				}
+				return nil
+			}
+			// E is conflicted (absent from the second state); JB is in
+			// neither state, so the state has no entry for Bob.
+			_, err := b.resolver(auth).Resolve(context.Background(), tt.version, []stateres.StateMap{
+				b.state("CREATE", "JA", "PL", "N", "E"),
+				b.state("CREATE", "JA", "PL", "N"),
+			})
+			if err != nil {
+				t.Fatalf("Resolve: %v", err)
+			}
+			if seen["member"] != tt.wantMember || seen["pl"] != tt.wantPL || seen["create"] != tt.wantCreate {
+				t.Errorf("Lookup for E: member %q, power levels %q, create %q; want %q, %q, %q",
+					seen["member"], seen["pl"], seen["create"], tt.wantMember, tt.wantPL, tt.wantCreate)
+			}
+		})
+	}
+}
