@@ -282,3 +282,29 @@ func TestIterativeAuthChecksLookup(t *testing.T) {
 		})
 	}
 }
+
+// TestResolveConcurrent resolves from several goroutines with one Resolver
+// and its shared auth chain cache (run with -race).
+func TestResolveConcurrent(t *testing.T) {
+	r := newBenchRoom(t, 2000, 50)
+	res := stateres.New(stateres.Config{Source: r.events})
+	want, err := res.Resolve(context.Background(), r.version, []stateres.StateMap{r.a, r.b})
+	if err != nil {
+		t.Fatalf("Resolve: %v", err)
+	}
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			got, err := res.Resolve(context.Background(), r.version, []stateres.StateMap{r.b, r.a})
+			if err == nil && describe(got) != describe(want) {
+				err = errors.New("different result")
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent Resolve: %v", err)
+		}
+	}
+}
