@@ -13,9 +13,9 @@
 //
 // Queries are written once in the subset both accept ($1 placeholders,
 // ON CONFLICT, RETURNING); where the dialects differ, both strings sit side by
-// side behind a dialect switch. Migrations are numbered .sql files per
-// dialect, each applied in its own transaction and recorded in
-// schema_migrations. Numeric IDs may be used inside store but never leave it.
+// side behind a dialect switch. Migrations are numbered .sql files shared by
+// both dialects (see migrate.go), each applied in its own transaction and
+// recorded in schema_migrations. Numeric IDs may be used inside store but never leave it.
 //
 // Absent rows are reported with ErrNotFound (test with errors.Is).
 package store

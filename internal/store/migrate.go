@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"sort"
@@ -19,10 +20,43 @@ type migration struct {
 	sql     string
 }
 
+// Migrations are written once, in the subset both engines accept, rather
+// than twice per dialect (STYLE.md §6 suggests a file per dialect; two copies
+// of each schema drift apart). The one type name that differs is translated
+// when loading: BLOB (SQLite) becomes BYTEA on PostgreSQL. A migration that
+// needs more than that may be given as migrations/<dialect>/NNNN_name.sql,
+// which replaces the shared file of the same number for that dialect.
+var dialectTypes = map[Dialect]*strings.Replacer{
+	Postgres: strings.NewReplacer(" BLOB", " BYTEA"),
+}
+
 // loadMigrations reads the numbered migration files of a dialect, in order.
 // Files are named NNNN_description.sql; numbers must be unique and increasing.
 func loadMigrations(d Dialect) ([]migration, error) {
-	dir := "migrations/" + d.String()
+	shared, err := readMigrationDir("migrations", d)
+	if err != nil {
+		return nil, err
+	}
+	own, err := readMigrationDir("migrations/"+d.String(), d)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	byVersion := map[int]migration{}
+	for _, m := range shared {
+		byVersion[m.version] = m
+	}
+	for _, m := range own {
+		byVersion[m.version] = m
+	}
+	out := make([]migration, 0, len(byVersion))
+	for _, m := range byVersion {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	return out, nil
+}
+
+func readMigrationDir(dir string, d Dialect) ([]migration, error) {
 	entries, err := fs.ReadDir(migrations, dir)
 	if err != nil {
 		return nil, err
@@ -30,7 +64,7 @@ func loadMigrations(d Dialect) ([]migration, error) {
 	var out []migration
 	for _, e := range entries {
 		name := e.Name()
-		if !strings.HasSuffix(name, ".sql") {
+		if e.IsDir() || !strings.HasSuffix(name, ".sql") {
 			continue
 		}
 		num, _, ok := strings.Cut(name, "_")
@@ -42,7 +76,11 @@ func loadMigrations(d Dialect) ([]migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, migration{version: v, name: name, sql: string(data)})
+		text := string(data)
+		if r := dialectTypes[d]; r != nil && dir == "migrations" {
+			text = r.Replace(text)
+		}
+		out = append(out, migration{version: v, name: name, sql: text})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
 	for i := 1; i < len(out); i++ {

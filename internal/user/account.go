@@ -8,13 +8,11 @@ import (
 	"polder.dev/polder/internal/store"
 )
 
-// passwordUIA is the UIA that operations on an existing account require.
-func passwordUIA(op string, who Identity) UIA {
+// ReauthUIA is the UIA that an operation on an existing account requires:
+// the user proves their password again.
+func (s *Service) ReauthUIA(op string, who Identity) UIA {
 	return UIA{Operation: op, Flows: [][]string{{StagePassword}}, Who: &who}
 }
-
-// ReauthUIA describes the UIA for an operation of an authenticated user.
-func (s *Service) ReauthUIA(op string, who Identity) UIA { return passwordUIA(op, who) }
 
 // ChangePassword sets a new password (spec: POST /account/password; the
 // caller has done UIA). With logoutDevices, every other device is logged out.
