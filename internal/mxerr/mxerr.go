@@ -89,6 +89,7 @@ var statuses = map[string]int{
 	"M_UNSUPPORTED_ROOM_VERSION":        http.StatusBadRequest,
 	"M_INCOMPATIBLE_ROOM_VERSION":       http.StatusBadRequest,
 	"M_BAD_STATE":                       http.StatusBadRequest,
+	"M_BAD_ALIAS":                       http.StatusBadRequest,
 	"M_GUEST_ACCESS_FORBIDDEN":          http.StatusForbidden,
 	"M_CAPTCHA_NEEDED":                  http.StatusBadRequest,
 	"M_CAPTCHA_INVALID":                 http.StatusBadRequest,
@@ -161,3 +162,13 @@ func LimitExceeded(retry time.Duration) *Error {
 		Header: http.Header{"Retry-After": []string{fmt.Sprint(secs)}},
 	}
 }
+
+// Room errcodes.
+func RoomInUse(format string, a ...any) *Error { return newErr("M_ROOM_IN_USE", format, a) }
+func InvalidRoomState(format string, a ...any) *Error {
+	return newErr("M_INVALID_ROOM_STATE", format, a)
+}
+func UnsupportedRoomVersion(format string, a ...any) *Error {
+	return newErr("M_UNSUPPORTED_ROOM_VERSION", format, a)
+}
+func BadState(format string, a ...any) *Error { return newErr("M_BAD_STATE", format, a) }

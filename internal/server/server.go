@@ -25,6 +25,8 @@ import (
 	"polder.dev/polder/internal/api/federation"
 	"polder.dev/polder/internal/config"
 	"polder.dev/polder/internal/keys"
+	"polder.dev/polder/internal/notify"
+	"polder.dev/polder/internal/room"
 	"polder.dev/polder/internal/store"
 	"polder.dev/polder/internal/user"
 )
@@ -57,11 +59,14 @@ func VersionString() string {
 
 // Server is one Polder process.
 type Server struct {
-	cfg     config.Config
-	log     *slog.Logger
-	db      *store.DB
-	key     *keys.SigningKey
-	Users   *user.Service
+	cfg   config.Config
+	log   *slog.Logger
+	db    *store.DB
+	key   *keys.SigningKey
+	Users *user.Service
+	// Notify wakes waiting /sync requests.
+	Notify  *notify.Notifier
+	Rooms   *room.Service
 	handler http.Handler
 	reg     *prometheus.Registry
 	baseURL atomic.Value // string: public_baseurl, or derived from the bound listener
@@ -121,6 +126,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		AccessTokenLifetime:       cfg.AccessTokenLifetime,
 	}, db, log.With("component", "user"))
 
+	pos, err := db.StreamPos(ctx)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("read stream position: %w", err)
+	}
+	s.Notify = notify.New(notify.Position{Stream: pos})
+	s.Rooms = room.New(room.Config{ServerName: cfg.ServerName, Key: s.key}, db, s.Notify, log.With("component", "room"))
+	svc := client.Services{Rooms: s.Rooms}
+
 	rt := api.NewRouter()
 	version := VersionString()
 	client.New(client.Config{
@@ -128,7 +142,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		PublicBaseURL:   func() string { return s.baseURL.Load().(string) },
 		WellKnownServer: cfg.WellKnownServer,
 		Version:         version,
-	}, s.Users,
+	}, s.Users, svc,
 		api.NewRateLimiter(cfg.RateLimitPerSecond, cfg.RateLimitBurst),
 		api.NewRateLimiter(cfg.LoginRateLimitPerSecond, cfg.LoginRateLimitBurst),
 		log.With("component", "client_api"),

@@ -79,6 +79,8 @@ type DB struct {
 	log     *slog.Logger
 	observe Observer
 	where   string // for logs: a path or a host, never a password
+	// snapshots caches state snapshots (see state.go).
+	snapshots *snapshotCache
 }
 
 // Open opens (creating if needed) the database and applies pending migrations.
@@ -89,7 +91,7 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 	if o.Observe == nil {
 		o.Observe = func(string, time.Duration, error) {}
 	}
-	db := &DB{log: o.Logger, observe: o.Observe}
+	db := &DB{log: o.Logger, observe: o.Observe, snapshots: &snapshotCache{}}
 	var err error
 	if o.Database == "" {
 		err = db.openSQLite(o)

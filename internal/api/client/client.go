@@ -30,6 +30,7 @@ type Config struct {
 type API struct {
 	cfg      Config
 	users    *user.Service
+	svc      Services
 	log      *slog.Logger
 	errs     api.Errors
 	limit    *api.RateLimiter // per user or IP, on every request
@@ -37,8 +38,8 @@ type API struct {
 }
 
 // New returns the client API.
-func New(cfg Config, users *user.Service, limit, loginLimit *api.RateLimiter, log *slog.Logger) *API {
-	return &API{cfg: cfg, users: users, log: log, errs: api.Errors{Log: log}, limit: limit, loginLim: loginLimit}
+func New(cfg Config, users *user.Service, svc Services, limit, loginLimit *api.RateLimiter, log *slog.Logger) *API {
+	return &API{cfg: cfg, users: users, svc: svc, log: log, errs: api.Errors{Log: log}, limit: limit, loginLim: loginLimit}
 }
 
 type ctxKey struct{}

@@ -36,6 +36,13 @@ func (a *API) Routes(rt *api.Router) {
 	rt.Handle("DELETE "+c+"/v3/devices/{deviceId}", a.authed(a.deleteDevice))
 	rt.Handle("POST "+c+"/v3/delete_devices", a.authed(a.deleteDevices))
 
+	// Each area registers its own routes, in its own file.
+	a.roomRoutes(rt)      // rooms_*.go: create, membership, send, state, redact, upgrade
+	a.timelineRoutes(rt)  // timeline_*.go: event, context, messages, members, relations, threads
+	a.syncRoutes(rt)      // sync.go: /sync, filters
+	a.userdataRoutes(rt)  // userdata_*.go: account data, tags, typing, receipts, read markers, presence
+	a.directoryRoutes(rt) // directory_*.go: aliases, public rooms, profiles, user directory, search, reports
+
 	// Synapse-compatible admin API.
 	const s = "/_synapse/admin"
 	rt.Handle("GET "+s+"/v1/server_version", a.errs.H(a.serverVersion))

@@ -1,0 +1,9 @@
+package client
+
+import "polder.dev/polder/internal/room"
+
+// Services are the domain services the client API calls, beside users.
+// Each area's handlers use their own fields; server wires them.
+type Services struct {
+	Rooms *room.Service
+}

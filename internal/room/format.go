@@ -1,0 +1,154 @@
+package room
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"polder.dev/polder/internal/cjson"
+	"polder.dev/polder/internal/store"
+)
+
+// Viewer is who an event is formatted for.
+type Viewer struct {
+	UserID   id.UserID
+	DeviceID id.DeviceID
+}
+
+// FormatOptions change how events are formatted for clients.
+type FormatOptions struct {
+	// Federation gives the events in the federation format (filters'
+	// event_format: "federation") instead of the client format.
+	Federation bool
+	// NoAggregations leaves out bundled aggregations (m.relations).
+	NoAggregations bool
+	// NoRoomID leaves out room_id (sync's timelines and state do).
+	NoRoomID bool
+}
+
+// clientKeys are the top-level keys of the client event format
+// (client-server API, "ClientEvent"). redacts is kept for redactions so
+// that clients of every room version find it at the top level.
+var clientKeys = []string{"content", "event_id", "origin_server_ts", "redacts", "room_id", "sender", "state_key", "type"}
+
+// Format turns stored events into what clients see: the client event
+// format with unsigned age, transaction_id (for the device that sent it),
+// prev_content and replaces_state, redacted_because, and bundled
+// aggregations.
+func (s *Service) Format(ctx context.Context, evs []*store.Event, v Viewer, o FormatOptions) ([]json.RawMessage, error) {
+	out := make([]json.RawMessage, len(evs))
+	if len(evs) == 0 {
+		return out, nil
+	}
+	// Redactions that applied, loaded in one batch.
+	var redIDs []id.EventID
+	for _, ev := range evs {
+		if ev.RedactedBy != "" {
+			redIDs = append(redIDs, ev.RedactedBy)
+		}
+	}
+	reds := map[id.EventID]*store.Event{}
+	if len(redIDs) > 0 {
+		loaded, err := s.db.Events(ctx, redIDs)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range loaded {
+			reds[r.EventID()] = r
+		}
+	}
+	var agg map[id.EventID][]byte
+	if !o.NoAggregations {
+		var err error
+		if agg, err = s.bundled(ctx, evs, v); err != nil {
+			return nil, err
+		}
+	}
+	now := time.Now().UnixMilli()
+	for i, ev := range evs {
+		var redactedBecause []byte
+		if r := reds[ev.RedactedBy]; r != nil {
+			redactedBecause = s.formatOne(r, v, nil, nil, now, FormatOptions{NoRoomID: o.NoRoomID, Federation: o.Federation})
+		}
+		out[i] = s.formatOne(ev, v, redactedBecause, agg[ev.EventID()], now, o)
+	}
+	return out, nil
+}
+
+// FormatOne formats a single event (see Format).
+func (s *Service) FormatOne(ctx context.Context, ev *store.Event, v Viewer, o FormatOptions) (json.RawMessage, error) {
+	out, err := s.Format(ctx, []*store.Event{ev}, v, o)
+	if err != nil {
+		return nil, err
+	}
+	return out[0], nil
+}
+
+func (s *Service) formatOne(ev *store.Event, v Viewer, redactedBecause, relations []byte, now int64, o FormatOptions) []byte {
+	raw := ev.JSON()
+	var b []byte
+	if o.Federation {
+		b = append(b, raw...)
+	} else {
+		b = append(b, '{')
+		n := 0
+		for k, val := range cjson.Members(raw) {
+			key, _ := cjson.Unquote(k)
+			if !contains(clientKeys, key) || (o.NoRoomID && key == "room_id") {
+				continue
+			}
+			if n > 0 {
+				b = append(b, ',')
+			}
+			n++
+			b = append(b, k...)
+			b = append(b, ':')
+			b = append(b, val...)
+		}
+		if ev.Redacts() != "" && !hasKey(raw, "redacts") {
+			b = append(b, `,"redacts":`...)
+			b = cjson.AppendString(b, string(ev.Redacts()))
+		}
+		b = append(b, '}')
+	}
+	u := []byte("{}")
+	if len(ev.Added) > 0 {
+		u = append([]byte(nil), ev.Added...)
+		if ev.RedactedBy != "" {
+			// prev_content of a redacted event stays: it is another
+			// event's content. Synapse keeps it too.
+		}
+	}
+	u = cjson.Set(nil, u, "age", []byte(itoa(max(0, now-ev.OriginServerTS()))))
+	if ev.TxnID != "" && ev.Sender() == v.UserID && ev.TxnDevice == v.DeviceID && v.DeviceID != "" {
+		u = cjson.Set(nil, u, "transaction_id", cjson.AppendString(nil, ev.TxnID))
+	}
+	if redactedBecause != nil {
+		u = cjson.Set(nil, u, "redacted_because", redactedBecause)
+	}
+	if relations != nil {
+		u = cjson.Set(nil, u, "m.relations", relations)
+	}
+	return cjson.Set(nil, b, "unsigned", u)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func hasKey(obj []byte, key string) bool {
+	_, ok := cjson.Get(obj, key)
+	return ok
+}
+
+func itoa(n int64) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}

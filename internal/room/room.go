@@ -1,0 +1,519 @@
+// Package room owns the event graph of the rooms this server takes part in:
+// it builds, authorises and persists local events (room creation,
+// membership, messages, state, redactions, upgrades), keeps each room's
+// current state and forward extremities, and decides who may see which
+// events (history visibility). Remote events will enter through the same
+// persist path when federation lands.
+//
+// Local sends to one room are serialised by a per-room lock; the room's
+// current state, with its events, is kept in memory while the room is
+// active, so that authorising a send reads no state from the database.
+// The lock and cache assume one Polder process per database; several
+// processes over one PostgreSQL need cross-process invalidation (see
+// docs/operation.md).
+//
+// Imported by api/client, sync and server.
+package room
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"polder.dev/polder/internal/cjson"
+	"polder.dev/polder/internal/event"
+	"polder.dev/polder/internal/eventauth"
+	"polder.dev/polder/internal/keys"
+	"polder.dev/polder/internal/mxerr"
+	"polder.dev/polder/internal/notify"
+	"polder.dev/polder/internal/stateres"
+	"polder.dev/polder/internal/store"
+)
+
+// DefaultVersion is the room version of new rooms unless configured
+// otherwise: the spec's recommendation (rooms/_index.md, "Servers SHOULD
+// use room version 12").
+const DefaultVersion id.RoomVersion = "12"
+
+// maxPrevEvents bounds the prev_events of a local event.
+const maxPrevEvents = 10
+
+// Config configures the room service.
+type Config struct {
+	ServerName string
+	Key        *keys.SigningKey
+	// DefaultVersion of new rooms; DefaultVersion if empty.
+	DefaultVersion id.RoomVersion
+}
+
+// Service is the room service.
+type Service struct {
+	cfg Config
+	db  *store.DB
+	n   *notify.Notifier
+	log *slog.Logger
+
+	mu    sync.Mutex
+	rooms map[id.RoomID]*roomState
+
+	// OnEvent, if set, is called after each event is persisted and
+	// announced (push, federation). It must not block.
+	OnEvent func(ev *store.Event)
+}
+
+// New returns the room service.
+func New(cfg Config, db *store.DB, n *notify.Notifier, log *slog.Logger) *Service {
+	if cfg.DefaultVersion == "" {
+		cfg.DefaultVersion = DefaultVersion
+	}
+	return &Service{cfg: cfg, db: db, n: n, log: log, rooms: make(map[id.RoomID]*roomState)}
+}
+
+// ServerName is the name of this server.
+func (s *Service) ServerName() string { return s.cfg.ServerName }
+
+// DB is the store the service writes to, for read paths that need no
+// rules.
+func (s *Service) DB() *store.DB { return s.db }
+
+// roomState is what the service keeps in memory of a room it sends to.
+type roomState struct {
+	mu          sync.Mutex // held while building and persisting a local event
+	loaded      bool
+	version     id.RoomVersion
+	state       stateres.StateMap
+	events      map[id.EventID]*event.PDU // the events of state
+	extremities []id.EventID
+	depth       int64
+}
+
+func (rs *roomState) lookup(typ, stateKey string) eventauth.Event {
+	eid, ok := rs.state[stateres.StateKey{Type: typ, StateKey: stateKey}]
+	if !ok {
+		return nil
+	}
+	if ev := rs.events[eid]; ev != nil {
+		return ev
+	}
+	return nil
+}
+
+// get returns the in-memory state of a room, locked. The caller must
+// unlock rs.mu. It returns ErrUnknownRoom if the room does not exist.
+func (s *Service) lock(ctx context.Context, roomID id.RoomID) (*roomState, error) {
+	s.mu.Lock()
+	rs := s.rooms[roomID]
+	if rs == nil {
+		rs = &roomState{}
+		s.rooms[roomID] = rs
+	}
+	s.mu.Unlock()
+	rs.mu.Lock()
+	if rs.loaded {
+		return rs, nil
+	}
+	if err := s.load(ctx, roomID, rs); err != nil {
+		rs.mu.Unlock()
+		return nil, err
+	}
+	return rs, nil
+}
+
+// ErrUnknownRoom is returned for rooms this server does not know.
+var ErrUnknownRoom = errors.New("unknown room")
+
+func (s *Service) load(ctx context.Context, roomID id.RoomID, rs *roomState) error {
+	r, err := s.db.Room(ctx, roomID)
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrUnknownRoom
+	}
+	if err != nil {
+		return err
+	}
+	evs, err := s.db.CurrentStateEvents(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	x, err := s.db.Extremities(ctx, roomID)
+	if err != nil {
+		return err
+	}
+	rs.version = r.Version
+	rs.depth = r.MaxDepth
+	rs.extremities = x
+	rs.state = make(stateres.StateMap, len(evs))
+	rs.events = make(map[id.EventID]*event.PDU, len(evs))
+	for _, ev := range evs {
+		rs.state[stateres.StateKey{Type: ev.Type(), StateKey: *ev.StateKey()}] = ev.EventID()
+		rs.events[ev.EventID()] = ev.PDU
+	}
+	rs.loaded = true
+	return nil
+}
+
+// forget drops a room's cached state, after a failed write left it unsure.
+func (rs *roomState) reset() { rs.loaded = false }
+
+// Draft is an event a local user wants to send.
+type Draft struct {
+	Type     string
+	StateKey *string // nil for a message event
+	// Content is a JSON object.
+	Content []byte
+	// Redacts is the target of an m.room.redaction.
+	Redacts id.EventID
+	// Txn, if set, makes the send idempotent per device: a second send
+	// with the same transaction ID returns the first event.
+	Txn *store.Txn
+}
+
+// Send builds, authorises and persists a local event in a room and returns
+// it. Errors the client must see are *mxerr.Error: M_FORBIDDEN when the
+// authorization rules refuse the event (including when the sender is not
+// in the room), M_NOT_FOUND for an unknown room, M_BAD_JSON or M_TOO_LARGE
+// for an invalid one.
+func (s *Service) Send(ctx context.Context, sender id.UserID, roomID id.RoomID, d Draft) (*store.Event, error) {
+	if d.Txn != nil {
+		if ev, err := s.txnEvent(ctx, *d.Txn); err == nil {
+			return ev, nil
+		}
+	}
+	rs, err := s.lock(ctx, roomID)
+	if errors.Is(err, ErrUnknownRoom) {
+		return nil, mxerr.Forbidden("You are not in room %s", roomID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rs.mu.Unlock()
+	pdu, err := s.build(rs, sender, roomID, d)
+	if err != nil {
+		return nil, err
+	}
+	if err := eventauth.Check(rs.version, pdu, rs.lookup); err != nil {
+		return nil, forbidden(err)
+	}
+	if pdu.Type() == event.TypeRedaction {
+		if _, err := s.checkRedaction(ctx, rs, roomID, pdu); err != nil {
+			return nil, err
+		}
+	}
+	ev, err := s.persist(ctx, rs, pdu, d.Txn)
+	if errors.Is(err, store.ErrConflict) && d.Txn != nil {
+		return s.txnEvent(ctx, *d.Txn)
+	}
+	return ev, err
+}
+
+func (s *Service) txnEvent(ctx context.Context, t store.Txn) (*store.Event, error) {
+	eid, err := s.db.TxnEvent(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return s.db.Event(ctx, eid)
+}
+
+// forbidden turns a refusal of the authorization rules into M_FORBIDDEN.
+func forbidden(err error) error {
+	var ae *eventauth.Error
+	if errors.As(err, &ae) || errors.Is(err, eventauth.ErrMissingAuthEvent) {
+		return mxerr.Forbidden("%s", err.Error())
+	}
+	return err
+}
+
+// protoEvent is enough of an event for the auth event selection.
+type protoEvent struct {
+	eventauth.Event
+	typ      string
+	stateKey *string
+	sender   id.UserID
+	content  []byte
+}
+
+func (p protoEvent) Type() string        { return p.typ }
+func (p protoEvent) StateKey() *string   { return p.stateKey }
+func (p protoEvent) Sender() id.UserID   { return p.sender }
+func (p protoEvent) Content() []byte     { return p.content }
+func (p protoEvent) EventID() id.EventID { return "" }
+
+// build makes the signed event for a draft on top of the room's current
+// state. rs must be locked.
+func (s *Service) build(rs *roomState, sender id.UserID, roomID id.RoomID, d Draft) (*event.PDU, error) {
+	content := d.Content
+	if content == nil {
+		content = []byte("{}")
+	}
+	if len(content) > event.MaxSize {
+		return nil, mxerr.TooLarge("Event content is too large")
+	}
+	sel := eventauth.AuthEventSelection(rs.version, protoEvent{typ: d.Type, stateKey: d.StateKey, sender: sender, content: content})
+	var auth []id.EventID
+	for _, k := range sel {
+		if eid, ok := rs.state[stateres.StateKey{Type: k.Type, StateKey: k.StateKey}]; ok {
+			auth = append(auth, eid)
+		}
+	}
+	prev := rs.extremities
+	if len(prev) > maxPrevEvents {
+		prev = prev[len(prev)-maxPrevEvents:]
+	}
+	pdu, err := event.New(rs.version, event.Proto{
+		Type:       d.Type,
+		StateKey:   d.StateKey,
+		Sender:     sender,
+		RoomID:     roomID,
+		Content:    content,
+		PrevEvents: prev,
+		AuthEvents: auth,
+		Depth:      rs.depth + 1,
+		Redacts:    d.Redacts,
+	}, s.cfg.ServerName, s.cfg.Key)
+	if err != nil {
+		if errors.Is(err, event.ErrInvalid) {
+			if len(content) > event.MaxSize-2048 {
+				return nil, mxerr.TooLarge("Event is too large")
+			}
+			return nil, mxerr.BadJSON("Invalid event: %v", err)
+		}
+		return nil, err
+	}
+	return pdu, nil
+}
+
+// persist writes an authorised local event on top of the room's current
+// state and updates the cache. rs must be locked.
+func (s *Service) persist(ctx context.Context, rs *roomState, pdu *event.PDU, txn *store.Txn) (*store.Event, error) {
+	evs, err := s.persistBatch(ctx, rs, []*event.PDU{pdu}, txn, nil)
+	if err != nil {
+		return nil, err
+	}
+	return evs[0], nil
+}
+
+// persistBatch persists local events, each built on the previous one, in
+// one transaction. before, if not nil, runs first in the transaction (room
+// creation records the room). rs must be locked.
+func (s *Service) persistBatch(ctx context.Context, rs *roomState, pdus []*event.PDU, txn *store.Txn, before func(tx *store.Tx) error) ([]*store.Event, error) {
+	out := make([]*store.Event, len(pdus))
+	// Work on copies so that a failed write leaves the cache as it was.
+	state := maps(rs.state)
+	byID := make(map[id.EventID]*event.PDU, 4)
+	get := func(eid id.EventID) *event.PDU {
+		if p := byID[eid]; p != nil {
+			return p
+		}
+		return rs.events[eid]
+	}
+	extremities := rs.extremities
+	var redactions []redaction
+	var replaced []id.EventID
+	err := s.db.WithTx(ctx, "persist_event", func(tx *store.Tx) error {
+		if before != nil {
+			if err := before(tx); err != nil {
+				return err
+			}
+		}
+		for i, pdu := range pdus {
+			ne := store.NewEvent{PDU: pdu}
+			if len(extremities) > 0 {
+				ne.StateBase = extremities[len(extremities)-1]
+			}
+			if len(extremities) > 1 {
+				// Local events after a fork: the state before is the
+				// resolved current state, not the base's.
+				baseState, err := s.db.StateAfter(ctx, ne.StateBase)
+				if err != nil {
+					return err
+				}
+				ne.StateChanges = diff(baseState, state)
+			}
+			if sk := pdu.StateKey(); sk != nil {
+				k := stateres.StateKey{Type: pdu.Type(), StateKey: *sk}
+				if old, ok := state[k]; ok {
+					if p := get(old); p != nil {
+						u := []byte("{}")
+						u = cjson.Set(nil, u, "prev_content", p.Content())
+						u = cjson.Set(nil, u, "prev_sender", cjson.AppendString(nil, string(p.Sender())))
+						u = cjson.Set(nil, u, "replaces_state", cjson.AppendString(nil, string(old)))
+						ne.Added, ne.Replaces = u, old
+					}
+				}
+				if ne.StateChanges == nil {
+					ne.StateChanges = stateres.StateMap{}
+				}
+				ne.StateChanges[k] = pdu.EventID()
+				if old, ok := state[k]; ok {
+					replaced = append(replaced, old)
+				}
+				ne.CurrentChanges = stateres.StateMap{k: pdu.EventID()}
+				state[k] = pdu.EventID()
+				byID[pdu.EventID()] = pdu
+			}
+			ne.Extremities = []id.EventID{pdu.EventID()}
+			if i == 0 {
+				ne.Txn = txn
+			}
+			pos, err := tx.PersistEvent(ctx, ne)
+			if err != nil {
+				return err
+			}
+			extremities = ne.Extremities
+			out[i] = &store.Event{PDU: pdu, StreamPos: pos, Added: ne.Added, Replaces: ne.Replaces}
+			if ne.Txn != nil {
+				out[i].TxnDevice, out[i].TxnID = ne.Txn.DeviceID, ne.Txn.TxnID
+			}
+			if pdu.Type() == event.TypeRedaction && pdu.Redacts() != "" {
+				r, err := s.applyRedaction(ctx, tx, rs, state, get, pdu)
+				if err != nil {
+					return err
+				}
+				if r != nil {
+					redactions = append(redactions, *r)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Commit happened: update the cache and tell the waiters.
+	rs.state = state
+	for eid, p := range byID {
+		rs.events[eid] = p
+	}
+	for _, eid := range replaced {
+		if _, ok := byID[eid]; !ok {
+			delete(rs.events, eid)
+		}
+	}
+	for eid := range byID {
+		if !inState(state, eid) { // set and replaced within the batch
+			delete(rs.events, eid)
+		}
+	}
+	for _, r := range redactions {
+		if _, ok := rs.events[r.target]; ok {
+			rs.events[r.target] = r.redacted
+		}
+	}
+	rs.extremities = extremities
+	for _, ev := range out {
+		rs.depth = max(rs.depth, ev.Depth())
+		c := notify.Change{Rooms: []id.RoomID{ev.RoomID()}}
+		if ev.Type() == event.TypeMember && ev.StateKey() != nil {
+			c.Users = []id.UserID{id.UserID(*ev.StateKey())}
+		}
+		s.n.Wake(ev.StreamPos, c)
+		if s.OnEvent != nil {
+			s.OnEvent(ev)
+		}
+	}
+	return out, nil
+}
+
+// inState reports whether eid is in state. It is a scan; callers only use
+// it for the few events of one batch.
+func inState(state stateres.StateMap, eid id.EventID) bool {
+	for _, v := range state {
+		if v == eid {
+			return true
+		}
+	}
+	return false
+}
+
+func maps(m stateres.StateMap) stateres.StateMap {
+	out := make(stateres.StateMap, len(m)+1)
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// diff returns the changes that turn from into to ("" removes a key).
+func diff(from, to stateres.StateMap) stateres.StateMap {
+	out := stateres.StateMap{}
+	for k, v := range to {
+		if from[k] != v {
+			out[k] = v
+		}
+	}
+	for k := range from {
+		if _, ok := to[k]; !ok {
+			out[k] = ""
+		}
+	}
+	return out
+}
+
+// Version returns a room's version, or ErrUnknownRoom.
+func (s *Service) Version(ctx context.Context, roomID id.RoomID) (id.RoomVersion, error) {
+	r, err := s.db.Room(ctx, roomID)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", ErrUnknownRoom
+	}
+	return r.Version, err
+}
+
+// Exists reports whether the server knows the room.
+func (s *Service) Exists(ctx context.Context, roomID id.RoomID) (bool, error) {
+	_, err := s.db.Room(ctx, roomID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// StateEvent returns an event of a room's current state, or
+// store.ErrNotFound.
+func (s *Service) StateEvent(ctx context.Context, roomID id.RoomID, typ, stateKey string) (*store.Event, error) {
+	return s.db.CurrentStateEvent(ctx, roomID, typ, stateKey)
+}
+
+// StateContent returns the content of an event of the current state, or
+// nil if there is none.
+func (s *Service) StateContent(ctx context.Context, roomID id.RoomID, typ, stateKey string) ([]byte, error) {
+	ev, err := s.db.CurrentStateEvent(ctx, roomID, typ, stateKey)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return ev.Content(), nil
+}
+
+// Membership returns a user's current membership of a room ("" if none).
+func (s *Service) Membership(ctx context.Context, roomID id.RoomID, user id.UserID) (string, error) {
+	m, err := s.db.UserMembership(ctx, roomID, user)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", nil
+	}
+	return m.Membership, err
+}
+
+// PowerLevels returns a room's current power levels.
+func (s *Service) PowerLevels(ctx context.Context, roomID id.RoomID) (*eventauth.PowerLevels, error) {
+	rs, err := s.lock(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.mu.Unlock()
+	return rs.powerLevels()
+}
+
+func (rs *roomState) powerLevels() (*eventauth.PowerLevels, error) {
+	return eventauth.NewPowerLevels(rs.version, rs.lookup(event.TypeCreate, ""), rs.lookup(event.TypePowerLevels, ""))
+}
+
+var _ = slices.Contains[[]string]
+var _ = time.Now
+var _ = fmt.Sprintf
