@@ -279,7 +279,9 @@ func (a *API) kick(w http.ResponseWriter, r *http.Request) error { return a.othe
 func (a *API) ban(w http.ResponseWriter, r *http.Request) error { return a.otherMember(w, r, room.Ban) }
 
 // POST /_matrix/client/v3/rooms/{roomId}/unban
-func (a *API) unban(w http.ResponseWriter, r *http.Request) error { return a.otherMember(w, r, "unban") }
+func (a *API) unban(w http.ResponseWriter, r *http.Request) error {
+	return a.otherMember(w, r, "unban")
+}
 
 // readContent reads a request body that must be a JSON object: event
 // content.
