@@ -116,6 +116,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		db.Close()
 		return nil, fmt.Errorf("signing key %s: %w", keyPath, err)
 	}
+	pos, err := db.StreamPos(ctx)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("read stream position: %w", err)
+	}
+	s.Notify = notify.New(notify.Position{Stream: pos})
 	s.Users = user.New(user.Config{
 		ServerName:                cfg.ServerName,
 		EnableRegistration:        cfg.EnableRegistration,
@@ -124,14 +130,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		RegistrationSharedSecret:  cfg.RegistrationSharedSecret,
 		PasswordHashCost:          cfg.PasswordHashCost,
 		AccessTokenLifetime:       cfg.AccessTokenLifetime,
-	}, db, log.With("component", "user"))
+	}, db, s.Notify, log.With("component", "user"))
 
-	pos, err := db.StreamPos(ctx)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("read stream position: %w", err)
-	}
-	s.Notify = notify.New(notify.Position{Stream: pos})
 	s.Rooms = room.New(room.Config{ServerName: cfg.ServerName, Key: s.key}, db, s.Notify, log.With("component", "room"))
 	svc := client.Services{Rooms: s.Rooms}
 

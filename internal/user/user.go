@@ -21,6 +21,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"polder.dev/polder/internal/mxerr"
+	"polder.dev/polder/internal/notify"
 	"polder.dev/polder/internal/store"
 )
 
@@ -37,26 +38,28 @@ type Config struct {
 
 // Service is the account service.
 type Service struct {
-	db   *store.DB
-	cfg  Config
-	log  *slog.Logger
-	now  func() time.Time
-	toks tokenCache
-	seen seenBuffer
+	db *store.DB
+	// notify wakes /sync when account data changes.
+	notify *notify.Notifier
+	cfg    Config
+	log    *slog.Logger
+	now    func() time.Time
+	toks   tokenCache
+	seen   seenBuffer
 
 	dummyOnce sync.Once
 	dummy     string
 }
 
-// New returns the service.
-func New(cfg Config, db *store.DB, log *slog.Logger) *Service {
+// New returns the service. n wakes /sync on account data changes.
+func New(cfg Config, db *store.DB, n *notify.Notifier, log *slog.Logger) *Service {
 	if cfg.PasswordHashCost == 0 {
 		cfg.PasswordHashCost = 12
 	}
 	if cfg.AccessTokenLifetime == 0 {
 		cfg.AccessTokenLifetime = 5 * time.Minute
 	}
-	return &Service{db: db, cfg: cfg, log: log, now: time.Now, toks: tokenCache{m: map[[32]byte]cachedToken{}}, seen: seenBuffer{m: map[deviceKey]seen{}}}
+	return &Service{db: db, notify: n, cfg: cfg, log: log, now: time.Now, toks: tokenCache{m: map[[32]byte]cachedToken{}}, seen: seenBuffer{m: map[deviceKey]seen{}}}
 }
 
 // Identity is who an access token authenticates.
