@@ -72,5 +72,5 @@ log "running the tests"
 # Node's summary (tests, pass, fail, duration_ms) ends the output; the exit
 # status is node's: non-zero if any test failed.
 status=0
-node --test --test-reporter=spec --test-timeout=120000 client.test.js || status=$?
+node --test --test-concurrency=1 --test-reporter=spec --test-timeout=180000 client.test.js rooms.test.js || status=$?
 exit "$status"

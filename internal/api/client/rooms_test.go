@@ -11,7 +11,7 @@ import (
 const c3 = "/_matrix/client/v3"
 
 // createRoom creates a room and returns its ID.
-func createRoom(t *testing.T, c *hstest.Client, body map[string]any) string {
+func createRoom(t testing.TB, c *hstest.Client, body map[string]any) string {
 	t.Helper()
 	r := c.Do(t, "POST", c3+"/createRoom", body)
 	return hstest.Str(t, hstest.MustOK(t, r), "room_id")
@@ -21,7 +21,7 @@ func roomPath(roomID, rest string) string { return c3 + "/rooms/" + url.PathEsca
 
 var txnCounter int
 
-func sendText(t *testing.T, c *hstest.Client, roomID, body string) string {
+func sendText(t testing.TB, c *hstest.Client, roomID, body string) string {
 	t.Helper()
 	txnCounter++
 	r := c.Do(t, "PUT", roomPath(roomID, fmt.Sprintf("/send/m.room.message/t%d", txnCounter)), map[string]any{"msgtype": "m.text", "body": body})
