@@ -65,7 +65,8 @@ for (const engine of engines()) {
       const { response: reg } = await register(base(), localpart("caps"));
       const caps = await sessionClient(base(), reg).getCapabilities();
       assert.equal(typeof caps, "object", "getCapabilities: want an object");
-      // There are no rooms yet, so no m.room_versions; setPassword works.
+      // Room versions are advertised with the default; setPassword works.
+      assert.equal(caps["m.room_versions"]?.default, "12", `getCapabilities: m.room_versions = ${JSON.stringify(caps["m.room_versions"])}`);
       assert.notEqual(caps["m.change_password"]?.enabled, false, `getCapabilities: m.change_password = ${JSON.stringify(caps["m.change_password"])}, want it absent or enabled`);
     });
 

@@ -2,6 +2,7 @@ package client
 
 import (
 	"net/http"
+	"polder.dev/polder/internal/room"
 
 	"polder.dev/polder/internal/api"
 	"polder.dev/polder/internal/mxerr"
@@ -42,12 +43,23 @@ func (a *API) capabilities(w http.ResponseWriter, r *http.Request) error {
 		"m.change_password": map[string]bool{"enabled": true},
 		"m.get_login_token": map[string]bool{"enabled": true},
 		"m.3pid_changes":    map[string]bool{"enabled": false},
-		"m.set_displayname": map[string]bool{"enabled": false},
-		"m.set_avatar_url":  map[string]bool{"enabled": false},
+		"m.set_displayname": map[string]bool{"enabled": true},
+		"m.set_avatar_url":  map[string]bool{"enabled": true},
+		"m.room_versions":   roomVersions(),
 	}})
 }
 
 // GET /_synapse/admin/v1/server_version
 func (a *API) serverVersion(w http.ResponseWriter, r *http.Request) error {
 	return api.OK(w, map[string]string{"server_version": "Polder " + a.cfg.Version})
+}
+
+// roomVersions is the m.room_versions capability: every version the
+// server can create rooms in, all stable, and the default.
+func roomVersions() map[string]any {
+	avail := map[string]string{}
+	for _, v := range []string{"1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"} {
+		avail[v] = "stable"
+	}
+	return map[string]any{"default": string(room.DefaultVersion), "available": avail}
 }
