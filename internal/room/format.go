@@ -95,7 +95,7 @@ func (s *Service) formatOne(ev *store.Event, v Viewer, redactedBecause, relation
 		b = append(b, '{')
 		n := 0
 		for k, val := range cjson.Members(raw) {
-			key, _ := cjson.Unquote(k)
+			key := string(k) // encoded, without quotes; the client keys need no escapes
 			if !contains(clientKeys, key) || (o.NoRoomID && key == "room_id") {
 				continue
 			}
@@ -103,8 +103,9 @@ func (s *Service) formatOne(ev *store.Event, v Viewer, redactedBecause, relation
 				b = append(b, ',')
 			}
 			n++
+			b = append(b, '"')
 			b = append(b, k...)
-			b = append(b, ':')
+			b = append(b, '"', ':')
 			b = append(b, val...)
 		}
 		if ev.Redacts() != "" && !hasKey(raw, "redacts") {
@@ -112,6 +113,9 @@ func (s *Service) formatOne(ev *store.Event, v Viewer, redactedBecause, relation
 			b = cjson.AppendString(b, string(ev.Redacts()))
 		}
 		b = append(b, '}')
+		if !hasKey(raw, "event_id") { // room versions 3+ derive it from the hash
+			b = cjson.Set(nil, b, "event_id", cjson.AppendString(nil, string(ev.EventID())))
+		}
 	}
 	u := []byte("{}")
 	if len(ev.Added) > 0 {

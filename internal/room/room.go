@@ -199,6 +199,9 @@ func (s *Service) Send(ctx context.Context, sender id.UserID, roomID id.RoomID, 
 	if err := eventauth.Check(rs.version, pdu, rs.lookup); err != nil {
 		return nil, forbidden(err)
 	}
+	if err := s.checkRelation(ctx, pdu); err != nil { // relations.go
+		return nil, err
+	}
 	if pdu.Type() == event.TypeRedaction {
 		if _, err := s.checkRedaction(ctx, rs, roomID, pdu); err != nil {
 			return nil, err
