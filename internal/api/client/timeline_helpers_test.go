@@ -121,9 +121,9 @@ func getEv(t testing.TB, c *hstest.Client, roomID, eventID string) ev {
 
 // thread is the m.thread bundled aggregation.
 type thread struct {
-	Count       int  `json:"count"`
+	Count        int  `json:"count"`
 	Participated bool `json:"current_user_participated"`
-	LatestEvent ev   `json:"latest_event"`
+	LatestEvent  ev   `json:"latest_event"`
 }
 
 func relOf[T any](t testing.TB, e ev, rel string) (T, bool) {
