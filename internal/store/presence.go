@@ -77,6 +77,21 @@ func (db *DB) UpdatePresence(ctx context.Context, user id.UserID, fn func(cur Pr
 	return pos, err
 }
 
+// SetPresenceTimes moves a user's last active and last sync times forward
+// to the given ones (ms; a time that is not later is left alone), without
+// a new stream position: the times alone are not a change /sync reports.
+// Returns ErrNotFound if the user has no presence.
+func (db *DB) SetPresenceTimes(ctx context.Context, user id.UserID, lastActiveTS, lastSyncTS int64) error {
+	greatest := "GREATEST"
+	if db.dialect == SQLite {
+		greatest = "MAX" // SQLite's scalar max(a, b)
+	}
+	return db.WithTx(ctx, "set_presence_times", func(tx *Tx) error {
+		return execOne(tx.ExecContext(ctx, `UPDATE presence SET last_active_ts = `+greatest+`(last_active_ts, $2),
+			last_sync_ts = `+greatest+`(last_sync_ts, $3) WHERE user_id = $1`, string(user), lastActiveTS, lastSyncTS))
+	})
+}
+
 // PresenceSince returns the presence of users whose latest change has a
 // stream position in (from, to] (from 0: everyone's up to to), in stream
 // order.

@@ -77,6 +77,23 @@ func TestPresence(t *testing.T) {
 			t.Errorf("PresenceSince(carol) = %s, %v", got, err)
 		}
 
+		// Times move forward only, without a stream position.
+		if err := db.SetPresenceTimes(ctx, alice, 900, 2000); err != nil {
+			t.Fatalf("SetPresenceTimes: %v", err)
+		}
+		if p, err := db.Presence(ctx, alice); err != nil || p.LastActiveTS != 1000 || p.LastSyncTS != 2000 || p.StreamPos != p1 {
+			t.Errorf("Presence after SetPresenceTimes = %+v, %v; want last active 1000, last sync 2000, position %d", p, err, p1)
+		}
+		if err := db.SetPresenceTimes(ctx, alice, 1000, 1000); err != nil {
+			t.Fatalf("SetPresenceTimes: %v", err)
+		}
+		if err := db.SetPresenceTimes(ctx, "@nobody:hs", 1, 1); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("SetPresenceTimes of a user without presence: got %v, want ErrNotFound", err)
+		}
+		if pos, _ := db.StreamPos(ctx); pos != p3 {
+			t.Errorf("StreamPos after SetPresenceTimes = %d, want %d", pos, p3)
+		}
+
 		// Stale: alice online but inactive since 1000; bob not syncing
 		// since 5000; carol offline is never stale.
 		for _, c := range []struct {
@@ -85,8 +102,9 @@ func TestPresence(t *testing.T) {
 		}{
 			{1001, 0, "@alice:hs=online"},
 			{0, 5001, "@alice:hs=online @bob:hs=unavailable"},
-			{0, 1001, "@alice:hs=online"},
-			{1000, 1000, ""},
+			{0, 2001, "@alice:hs=online"},
+			{0, 2000, ""},
+			{1000, 2000, ""},
 		} {
 			ps, err := db.StalePresence(ctx, c.activeBefore, c.syncBefore)
 			if got := names(ps); err != nil || got != c.want {
