@@ -28,6 +28,7 @@ import (
 	"polder.dev/polder/internal/notify"
 	"polder.dev/polder/internal/room"
 	"polder.dev/polder/internal/store"
+	"polder.dev/polder/internal/sync"
 	"polder.dev/polder/internal/user"
 )
 
@@ -67,6 +68,7 @@ type Server struct {
 	// Notify wakes waiting /sync requests.
 	Notify  *notify.Notifier
 	Rooms   *room.Service
+	Sync    *sync.Service
 	handler http.Handler
 	reg     *prometheus.Registry
 	baseURL atomic.Value // string: public_baseurl, or derived from the bound listener
@@ -134,6 +136,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 
 	s.Rooms = room.New(room.Config{ServerName: cfg.ServerName, Key: s.key}, db, s.Notify, log.With("component", "room"))
 	svc := client.Services{Rooms: s.Rooms}
+	s.Sync = sync.New(db, s.Rooms, s.Notify, sync.Sources{Users: s.Users}, log.With("component", "sync"))
+	svc.Sync = s.Sync
 
 	rt := api.NewRouter()
 	version := VersionString()
@@ -203,6 +207,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return nil
 	})
 	g.Go(func() error { return s.Users.Run(gctx) })
+	g.Go(func() error { return s.Sync.Run(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		s.log.Info("shutting down", "grace", s.cfg.ShutdownTimeout)

@@ -1,0 +1,769 @@
+package store
+
+// Batched reads for /sync. Every method here answers for many rooms at
+// once, in a bounded number of statements, so that a sync's cost grows with
+// the number of rooms it reports and not with a query per room and event
+// (DESIGN-NOTES "Initial sync cost must not grow with history"). Per-room
+// parts of a statement are index range scans on events_room_stream or the
+// memberships primary key, joined with UNION ALL.
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"maunium.net/go/mautrix/id"
+
+	"polder.dev/polder/internal/stateres"
+)
+
+// roomsPerStatement bounds how many rooms one UNION ALL statement covers.
+const roomsPerStatement = 100
+
+// timelineCond keeps the events that belong in a timeline.
+const timelineCond = ` AND NOT e.rejected AND NOT e.soft_failed`
+
+// roomNIDs maps room IDs to their numeric IDs; unknown rooms are left out.
+func roomNIDs(ctx context.Context, q querier, rooms []id.RoomID) (map[id.RoomID]int64, error) {
+	out := make(map[id.RoomID]int64, len(rooms))
+	for chunk := range chunks(rooms, 500) {
+		args := make([]any, len(chunk))
+		for i, r := range chunk {
+			args[i] = string(r)
+		}
+		rows, err := q.QueryContext(ctx, `SELECT room_id, room_nid FROM rooms WHERE room_id IN (`+placeholders(1, len(chunk))+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var r id.RoomID
+			var nid int64
+			if err := rows.Scan(&r, &nid); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[r] = nid
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// StreamRange is a room and a range of stream positions, (From, To].
+type StreamRange struct {
+	RoomID   id.RoomID
+	From, To int64
+}
+
+// RecentEvents returns, for each range, the newest limit timeline events
+// (not outliers, rejected or soft-failed) with stream positions in the
+// range, in stream order. Each room may appear once in ranges; unknown
+// rooms and rooms without events in their range are left out of the map.
+func (db *DB) RecentEvents(ctx context.Context, ranges []StreamRange, limit int) (map[id.RoomID][]*Event, error) {
+	out := make(map[id.RoomID][]*Event, len(ranges))
+	if len(ranges) == 0 || limit <= 0 {
+		return out, nil
+	}
+	err := db.read(ctx, "recent_events", func(q querier) error {
+		rooms := make([]id.RoomID, len(ranges))
+		for i, r := range ranges {
+			rooms[i] = r.RoomID
+		}
+		nids, err := roomNIDs(ctx, q, rooms)
+		if err != nil {
+			return err
+		}
+		for chunk := range chunks(ranges, roomsPerStatement) {
+			var b strings.Builder
+			n := 0
+			for _, r := range chunk {
+				nid, ok := nids[r.RoomID]
+				if !ok || r.To <= r.From {
+					continue
+				}
+				if n > 0 {
+					b.WriteString(" UNION ALL ")
+				}
+				n++
+				fmt.Fprintf(&b, `SELECT * FROM (SELECT `+eventCols+eventFrom+`WHERE e.room_nid = %d AND e.stream_pos > %d AND e.stream_pos <= %d`+
+					timelineCond+` ORDER BY e.stream_pos DESC LIMIT %d) q%d`, nid, r.From, r.To, limit, n)
+			}
+			if n == 0 {
+				continue
+			}
+			rows, err := q.QueryContext(ctx, b.String())
+			if err != nil {
+				return err
+			}
+			evs, err := scanEvents(rows)
+			if err != nil {
+				return err
+			}
+			for _, ev := range evs {
+				out[ev.RoomID()] = append(out[ev.RoomID()], ev)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, evs := range out {
+		// Each room's rows came newest first.
+		for i, j := 0, len(evs)-1; i < j; i, j = i+1, j-1 {
+			evs[i], evs[j] = evs[j], evs[i]
+		}
+	}
+	return out, nil
+}
+
+// LatestEventIDs returns, for each room, its newest timeline event with a
+// stream position at or below at: the event whose state after is the
+// room's state at that position. Rooms without one are left out.
+func (db *DB) LatestEventIDs(ctx context.Context, rooms []id.RoomID, at int64) (map[id.RoomID]id.EventID, error) {
+	out := make(map[id.RoomID]id.EventID, len(rooms))
+	err := db.read(ctx, "latest_event_ids", func(q querier) error {
+		nids, err := roomNIDs(ctx, q, rooms)
+		if err != nil {
+			return err
+		}
+		byNID := make(map[int64]id.RoomID, len(nids))
+		list := make([]int64, 0, len(nids))
+		for r, nid := range nids {
+			byNID[nid] = r
+			list = append(list, nid)
+		}
+		for chunk := range chunks(list, roomsPerStatement) {
+			var b strings.Builder
+			for i, nid := range chunk {
+				if i > 0 {
+					b.WriteString(" UNION ALL ")
+				}
+				fmt.Fprintf(&b, `SELECT * FROM (SELECT e.room_nid, e.event_id FROM events e WHERE e.room_nid = %d AND e.stream_pos <= %d`+
+					timelineCond+` ORDER BY e.stream_pos DESC LIMIT 1) q%d`, nid, at, i)
+			}
+			rows, err := q.QueryContext(ctx, b.String())
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var nid int64
+				var eid id.EventID
+				if err := rows.Scan(&nid, &eid); err != nil {
+					rows.Close()
+					return err
+				}
+				out[byNID[nid]] = eid
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// StatesAfter is StateAfter for many events at once: it returns the state
+// after each of ids that is stored and not an outlier (the others are left
+// out). Snapshots are read in a few statements whatever their number and
+// delta chains. The maps are shared: callers must not modify them.
+func (db *DB) StatesAfter(ctx context.Context, ids []id.EventID) (map[id.EventID]stateres.StateMap, error) {
+	out := make(map[id.EventID]stateres.StateMap, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	err := db.read(ctx, "states_after", func(q querier) error {
+		snapOf := make(map[id.EventID]int64, len(ids))
+		for chunk := range chunks(ids, 500) {
+			args := make([]any, len(chunk))
+			for i, e := range chunk {
+				args[i] = string(e)
+			}
+			rows, err := q.QueryContext(ctx, `SELECT event_id, state_snapshot FROM events WHERE event_id IN (`+placeholders(1, len(chunk))+`)`, args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var eid id.EventID
+				var nid sql.NullInt64
+				if err := rows.Scan(&eid, &nid); err != nil {
+					rows.Close()
+					return err
+				}
+				if nid.Valid {
+					snapOf[eid] = nid.Int64
+				}
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		want := make([]int64, 0, len(snapOf))
+		seen := make(map[int64]bool, len(snapOf))
+		for _, nid := range snapOf {
+			if !seen[nid] {
+				seen[nid] = true
+				want = append(want, nid)
+			}
+		}
+		snaps, err := readSnapshots(ctx, q, db.snapshots, want)
+		if err != nil {
+			return err
+		}
+		for eid, nid := range snapOf {
+			out[eid] = snaps[nid]
+		}
+		return nil
+	})
+	return out, err
+}
+
+// readSnapshots is readSnapshot for many snapshots: it walks all their
+// delta chains together, one statement per chain level, then reads the
+// entries of every snapshot involved in one statement per few hundred.
+func readSnapshots(ctx context.Context, q querier, cache *snapshotCache, nids []int64) (map[int64]stateres.StateMap, error) {
+	out := make(map[int64]stateres.StateMap, len(nids))
+	parent := map[int64]int64{} // 0: a full snapshot (no parent)
+	var frontier []int64
+	for _, nid := range nids {
+		if s, ok := cache.get(nid); ok {
+			out[nid] = s
+		} else if _, ok := parent[nid]; !ok {
+			parent[nid] = -1 // not read yet
+			frontier = append(frontier, nid)
+		}
+	}
+	if len(frontier) == 0 {
+		return out, nil
+	}
+	cached := map[int64]stateres.StateMap{}
+	for len(frontier) > 0 {
+		var next []int64
+		for chunk := range chunks(frontier, 500) {
+			var b strings.Builder
+			for i, nid := range chunk {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString(strconv.FormatInt(nid, 10))
+			}
+			rows, err := q.QueryContext(ctx, `SELECT snapshot_nid, parent FROM state_snapshots WHERE snapshot_nid IN (`+b.String()+`)`)
+			if err != nil {
+				return nil, err
+			}
+			for rows.Next() {
+				var nid int64
+				var p sql.NullInt64
+				if err := rows.Scan(&nid, &p); err != nil {
+					rows.Close()
+					return nil, err
+				}
+				parent[nid] = p.Int64
+				if !p.Valid {
+					continue
+				}
+				if _, ok := parent[p.Int64]; ok {
+					continue
+				}
+				if s, ok := cache.get(p.Int64); ok {
+					cached[p.Int64] = s
+					parent[p.Int64] = 0
+					continue
+				}
+				parent[p.Int64] = -1
+				next = append(next, p.Int64)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return nil, err
+			}
+		}
+		frontier = next
+	}
+	// Entries of every snapshot read from the database.
+	entries := map[int64][]snapshotEntry{}
+	var need []int64
+	for nid, p := range parent {
+		if p == -1 {
+			return nil, fmt.Errorf("snapshot %d: %w", nid, ErrNotFound)
+		}
+		if _, ok := cached[nid]; !ok {
+			need = append(need, nid)
+		}
+	}
+	for chunk := range chunks(need, 500) {
+		var b strings.Builder
+		for i, nid := range chunk {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(strconv.FormatInt(nid, 10))
+		}
+		rows, err := q.QueryContext(ctx, `SELECT s.snapshot_nid, s.type, s.state_key, e.event_id FROM state_entries s
+			LEFT JOIN events e ON e.event_nid = s.event_nid WHERE s.snapshot_nid IN (`+b.String()+`)`)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var nid int64
+			var en snapshotEntry
+			var eid sql.NullString
+			if err := rows.Scan(&nid, &en.key.Type, &en.key.StateKey, &eid); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			en.event = id.EventID(eid.String)
+			entries[nid] = append(entries[nid], en)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	for _, nid := range nids {
+		if _, ok := out[nid]; ok {
+			continue
+		}
+		// The chain from nid up to a full or cached snapshot.
+		var chain []int64
+		var base stateres.StateMap
+		for cur := nid; ; {
+			if s, ok := cached[cur]; ok {
+				base = s
+				break
+			}
+			chain = append(chain, cur)
+			if parent[cur] == 0 {
+				break
+			}
+			cur = parent[cur]
+		}
+		size := len(base)
+		for _, c := range chain {
+			size += len(entries[c])
+		}
+		s := make(stateres.StateMap, size)
+		for k, v := range base {
+			s[k] = v
+		}
+		for i := len(chain) - 1; i >= 0; i-- {
+			for _, en := range entries[chain[i]] {
+				if en.event == "" {
+					delete(s, en.key)
+				} else {
+					s[en.key] = en.event
+				}
+			}
+		}
+		cache.put(nid, s)
+		out[nid] = s
+	}
+	return out, nil
+}
+
+type snapshotEntry struct {
+	key   stateres.StateKey
+	event id.EventID // "" removes the key
+}
+
+// JoinedRoomsWithEvents returns the rooms user is joined to that have
+// timeline events with stream positions in (from, to]. For a short range it
+// scans the range (one index range on stream_pos); for a long one it probes
+// each joined room's (room, stream position) index instead, so that the
+// cost is bounded by the smaller of the two.
+func (db *DB) JoinedRoomsWithEvents(ctx context.Context, user id.UserID, from, to int64) ([]id.RoomID, error) {
+	var out []id.RoomID
+	err := db.read(ctx, "joined_rooms_with_events", func(q querier) error {
+		query := `SELECT DISTINCT r.room_id FROM events e JOIN rooms r ON r.room_nid = e.room_nid
+			WHERE e.stream_pos > $2 AND e.stream_pos <= $3` + timelineCond + `
+			AND e.room_nid IN (SELECT room_nid FROM memberships WHERE user_id = $1 AND membership = 'join')`
+		if to-from > 5000 {
+			query = `SELECT r.room_id FROM memberships m JOIN rooms r ON r.room_nid = m.room_nid
+				WHERE m.user_id = $1 AND m.membership = 'join' AND EXISTS (SELECT 1 FROM events e
+					WHERE e.room_nid = m.room_nid AND e.stream_pos > $2 AND e.stream_pos <= $3` + timelineCond + `)`
+		}
+		rows, err := q.QueryContext(ctx, query, string(user), from, to)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var r id.RoomID
+			if err := rows.Scan(&r); err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// MemberCounts are the numbers of joined and invited members of a room.
+type MemberCounts struct {
+	Joined, Invited int
+}
+
+// RoomMemberCounts returns the current joined and invited member counts of
+// rooms. Rooms without members are left out.
+func (db *DB) RoomMemberCounts(ctx context.Context, rooms []id.RoomID) (map[id.RoomID]MemberCounts, error) {
+	out := make(map[id.RoomID]MemberCounts, len(rooms))
+	err := db.read(ctx, "room_member_counts", func(q querier) error {
+		for chunk := range chunks(rooms, 500) {
+			args := make([]any, len(chunk))
+			for i, r := range chunk {
+				args[i] = string(r)
+			}
+			rows, err := q.QueryContext(ctx, `SELECT r.room_id, m.membership, COUNT(*) FROM memberships m JOIN rooms r ON r.room_nid = m.room_nid
+				WHERE r.room_id IN (`+placeholders(1, len(chunk))+`) AND m.membership IN ('join', 'invite') GROUP BY r.room_id, m.membership`, args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var r id.RoomID
+				var m string
+				var n int
+				if err := rows.Scan(&r, &m, &n); err != nil {
+					rows.Close()
+					return err
+				}
+				c := out[r]
+				if m == "join" {
+					c.Joined = n
+				} else {
+					c.Invited = n
+				}
+				out[r] = c
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// RoomHeroes returns, for each room, up to n of its members other than
+// exclude, in the order of their latest membership change: those joined or
+// invited, or, in a room that has none, those who left or were banned
+// (client-server API, "m.heroes").
+func (db *DB) RoomHeroes(ctx context.Context, rooms []id.RoomID, exclude id.UserID, n int) (map[id.RoomID][]id.UserID, error) {
+	out := make(map[id.RoomID][]id.UserID, len(rooms))
+	err := db.read(ctx, "room_heroes", func(q querier) error {
+		nids, err := roomNIDs(ctx, q, rooms)
+		if err != nil {
+			return err
+		}
+		byNID := make(map[int64]id.RoomID, len(nids))
+		for r, nid := range nids {
+			byNID[nid] = r
+		}
+		run := func(list []int64, kinds string) error {
+			for chunk := range chunks(list, roomsPerStatement) {
+				var b strings.Builder
+				for i, nid := range chunk {
+					if i > 0 {
+						b.WriteString(" UNION ALL ")
+					}
+					fmt.Fprintf(&b, `SELECT * FROM (SELECT m.room_nid, m.user_id FROM memberships m WHERE m.room_nid = %d AND m.user_id <> $1
+						AND m.membership IN (%s) ORDER BY m.stream_pos, m.user_id LIMIT %d) q%d`, nid, kinds, n, i)
+				}
+				rows, err := q.QueryContext(ctx, b.String(), string(exclude))
+				if err != nil {
+					return err
+				}
+				for rows.Next() {
+					var nid int64
+					var u id.UserID
+					if err := rows.Scan(&nid, &u); err != nil {
+						rows.Close()
+						return err
+					}
+					out[byNID[nid]] = append(out[byNID[nid]], u)
+				}
+				rows.Close()
+				if err := rows.Err(); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		list := make([]int64, 0, len(nids))
+		for _, nid := range nids {
+			list = append(list, nid)
+		}
+		if err := run(list, `'join', 'invite'`); err != nil {
+			return err
+		}
+		var empty []int64
+		for _, nid := range list {
+			if len(out[byNID[nid]]) == 0 {
+				empty = append(empty, nid)
+			}
+		}
+		return run(empty, `'leave', 'ban'`)
+	})
+	return out, err
+}
+
+// UnreadRoom asks for a user's unread notifications in one room.
+type UnreadRoom struct {
+	RoomID id.RoomID
+	// Floor: events at or before it never count (the user's membership
+	// event: a user is not notified of what happened before it joined).
+	Floor int64
+	// To: events after it are not counted (the sync's position).
+	To int64
+	// Needles are lower-case strings; counted events whose JSON contains
+	// one (ASCII case-insensitively) are returned as Candidates for the
+	// caller's highlight rules.
+	Needles []string
+}
+
+// Unread is what UnreadCounts finds in one room.
+type Unread struct {
+	// Counts holds, per thread (the thread root's event ID; "" for the
+	// main timeline), the notifying events after the user's read
+	// position in that thread.
+	Counts map[string]int
+	// Candidates are the counted events whose JSON contains a needle.
+	Candidates []UnreadEvent
+}
+
+// UnreadEvent is a counted event that may be a highlight.
+type UnreadEvent struct {
+	Thread string
+	JSON   []byte // the event in the federation format
+}
+
+// threadExpr is the thread an event belongs to for notification counts:
+// the root of an m.thread relation, else the main timeline ("").
+const threadExpr = `CASE WHEN e.rel_type = 'm.thread' THEN e.relates_to ELSE '' END`
+
+// UnreadCounts counts, per room and thread, the events of the given types
+// sent by others after user's read position (client-server API,
+// "Receiving notifications"). The read position of a thread is the latest
+// of: the user's unthreaded m.read or m.read.private receipt, its receipt
+// for that thread ("main" for the main timeline), and the user's own latest
+// event in that thread (sending an event reads up to it), never before the
+// room's Floor. Edits (m.replace relations) do not count.
+func (db *DB) UnreadCounts(ctx context.Context, user id.UserID, rooms []UnreadRoom, types []string) (map[id.RoomID]Unread, error) {
+	out := make(map[id.RoomID]Unread, len(rooms))
+	if len(rooms) == 0 || len(types) == 0 {
+		return out, nil
+	}
+	err := db.read(ctx, "unread_counts", func(q querier) error {
+		ids := make([]id.RoomID, len(rooms))
+		for i, r := range rooms {
+			ids[i] = r.RoomID
+		}
+		nids, err := roomNIDs(ctx, q, ids)
+		if err != nil {
+			return err
+		}
+		// The user's receipts: room -> thread ("" unthreaded) -> position.
+		receipts := map[id.RoomID]map[string]int64{}
+		rows, err := q.QueryContext(ctx, `SELECT room_id, thread_id, MAX(event_pos) FROM receipts
+			WHERE user_id = $1 AND receipt_type IN ('m.read', 'm.read.private') GROUP BY room_id, thread_id`, string(user))
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var r id.RoomID
+			var thread string
+			var pos int64
+			if err := rows.Scan(&r, &thread, &pos); err != nil {
+				rows.Close()
+				return err
+			}
+			if receipts[r] == nil {
+				receipts[r] = map[string]int64{}
+			}
+			if thread == "main" {
+				thread = mainThread
+			}
+			receipts[r][thread] = pos
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		// base[i] is the room's lowest read position (unthreaded receipt or
+		// floor); bounds[i] the threads read further.
+		type roomQ struct {
+			UnreadRoom
+			nid    int64
+			base   int64
+			bounds map[string]int64
+		}
+		var qs []*roomQ
+		for _, r := range rooms {
+			nid, ok := nids[r.RoomID]
+			if !ok {
+				continue
+			}
+			rq := &roomQ{UnreadRoom: r, nid: nid, base: max(r.Floor, receipts[r.RoomID][""]), bounds: map[string]int64{}}
+			for thread, pos := range receipts[r.RoomID] {
+				if thread != "" {
+					if thread == mainThread {
+						thread = ""
+					}
+					if pos > rq.base {
+						rq.bounds[thread] = pos
+					}
+				}
+			}
+			if rq.base < rq.To {
+				qs = append(qs, rq)
+			}
+		}
+		// The user's own latest event per thread.
+		for chunk := range chunks(qs, roomsPerStatement) {
+			var b strings.Builder
+			for i, rq := range chunk {
+				if i > 0 {
+					b.WriteString(" UNION ALL ")
+				}
+				fmt.Fprintf(&b, `SELECT %d, `+threadExpr+`, MAX(e.stream_pos) FROM events e WHERE e.room_nid = %d
+					AND e.stream_pos > %d AND e.stream_pos <= %d AND e.sender = $1 GROUP BY `+threadExpr, i, rq.nid, rq.base, rq.To)
+			}
+			rows, err := q.QueryContext(ctx, b.String(), string(user))
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var i int
+				var thread string
+				var pos int64
+				if err := rows.Scan(&i, &thread, &pos); err != nil {
+					rows.Close()
+					return err
+				}
+				if b := chunk[i].bounds; pos > b[thread] {
+					b[thread] = pos
+				}
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		// Counts and highlight candidates.
+		for chunk := range chunks(qs, roomsPerStatement) {
+			args := []any{string(user)}
+			typeList := make([]string, len(types))
+			for i, t := range types {
+				args = append(args, t)
+				typeList[i] = "$" + strconv.Itoa(len(args))
+			}
+			inner := func(rq *roomQ, cols string) string {
+				return `SELECT ` + cols + ` FROM events e WHERE e.room_nid = ` + strconv.FormatInt(rq.nid, 10) +
+					` AND e.stream_pos > ` + strconv.FormatInt(rq.base, 10) + ` AND e.stream_pos <= ` + strconv.FormatInt(rq.To, 10) +
+					` AND e.sender <> $1 AND e.type IN (` + strings.Join(typeList, ", ") + `)` + timelineCond +
+					` AND (e.rel_type IS NULL OR e.rel_type <> 'm.replace')`
+			}
+			bound := func(rq *roomQ, args *[]any) string {
+				if len(rq.bounds) == 0 {
+					return "TRUE"
+				}
+				var b strings.Builder
+				b.WriteString("x.stream_pos > CASE x.thread")
+				for thread, pos := range rq.bounds {
+					*args = append(*args, thread)
+					fmt.Fprintf(&b, " WHEN $%d THEN %d", len(*args), pos)
+				}
+				fmt.Fprintf(&b, " ELSE %d END", rq.base)
+				return b.String()
+			}
+			var cb, hb strings.Builder
+			cargs := append([]any(nil), args...)
+			hargs := append([]any(nil), args...)
+			nh := 0
+			for i, rq := range chunk {
+				if i > 0 {
+					cb.WriteString(" UNION ALL ")
+				}
+				fmt.Fprintf(&cb, `SELECT %d, x.thread, COUNT(*) FROM (%s) x WHERE %s GROUP BY x.thread`,
+					i, inner(rq, threadExpr+` AS thread, e.stream_pos`), bound(rq, &cargs))
+				if len(rq.Needles) == 0 {
+					continue
+				}
+				var match []string
+				for _, n := range rq.Needles {
+					hargs = append(hargs, n)
+					if db.dialect == Postgres {
+						match = append(match, fmt.Sprintf("strpos(lower(convert_from(e.json, 'UTF8')), $%d) > 0", len(hargs)))
+					} else {
+						match = append(match, fmt.Sprintf("instr(lower(CAST(e.json AS TEXT)), $%d) > 0", len(hargs)))
+					}
+				}
+				if nh > 0 {
+					hb.WriteString(" UNION ALL ")
+				}
+				nh++
+				fmt.Fprintf(&hb, `SELECT %d, x.thread, x.json FROM (%s AND (%s)) x WHERE %s`,
+					i, inner(rq, threadExpr+` AS thread, e.stream_pos, e.json`), strings.Join(match, " OR "), bound(rq, &hargs))
+			}
+			rows, err := q.QueryContext(ctx, cb.String(), cargs...)
+			if err != nil {
+				return fmt.Errorf("count unread: %w", err)
+			}
+			for rows.Next() {
+				var i, n int
+				var thread string
+				if err := rows.Scan(&i, &thread, &n); err != nil {
+					rows.Close()
+					return err
+				}
+				u := out[chunk[i].RoomID]
+				if u.Counts == nil {
+					u.Counts = map[string]int{}
+				}
+				u.Counts[thread] = n
+				out[chunk[i].RoomID] = u
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			if nh == 0 {
+				continue
+			}
+			rows, err = q.QueryContext(ctx, hb.String(), hargs...)
+			if err != nil {
+				return fmt.Errorf("unread highlights: %w", err)
+			}
+			for rows.Next() {
+				var i int
+				var ue UnreadEvent
+				if err := rows.Scan(&i, &ue.Thread, &ue.JSON); err != nil {
+					rows.Close()
+					return err
+				}
+				u := out[chunk[i].RoomID]
+				u.Candidates = append(u.Candidates, ue)
+				out[chunk[i].RoomID] = u
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// mainThread stands for the "main" receipt thread while bounds are
+// gathered; it cannot be an event ID.
+const mainThread = "\x00main"

@@ -1,0 +1,1061 @@
+package sync
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"slices"
+
+	"maunium.net/go/mautrix/id"
+
+	"polder.dev/polder/internal/cjson"
+	"polder.dev/polder/internal/event"
+	"polder.dev/polder/internal/notify"
+	"polder.dev/polder/internal/room"
+	"polder.dev/polder/internal/stateres"
+	"polder.dev/polder/internal/store"
+)
+
+// maxTimelineRounds bounds how often a timeline is read further back when
+// filters, ignored users or history visibility hid events: after that the
+// timeline is returned as it is, limited, as Synapse gives up after a few
+// rounds too. Each round reads twice as many events as the one before.
+const maxTimelineRounds = 4
+
+type kind int
+
+const (
+	kindJoin kind = iota
+	kindLeave
+)
+
+// roomSpec is a room whose timeline and state the response carries.
+type roomSpec struct {
+	id   id.RoomID
+	kind kind
+	// from and to bound the timeline: stream positions in (from, to].
+	from, to int64
+	// full: state from nothing (an initial sync, a room joined since the
+	// token, full_state) rather than a delta from the state at since.
+	full bool
+	// checkSince: the membership changed since the token, so whether the
+	// user was joined at since decides between a delta and full state.
+	checkSince bool
+	// joinedNow: shared history is visible (the user is joined, or
+	// joined before it left).
+	joinedNow bool
+
+	events  []*store.Event // the timeline, in stream order
+	limited bool
+	// tip is the newest event at or before to: its state after is the
+	// room's state at the end of the timeline.
+	tip id.EventID
+	// prev is the state at since (nil when full), start the state before
+	// the timeline, end the state after it.
+	prev, start, end stateres.StateMap
+}
+
+// builder builds one response.
+type builder struct {
+	s       *Service
+	req     Request
+	f       *Filter
+	fields  *fieldTree
+	since   *notify.Position
+	to      notify.Position
+	resp    *Response
+	ignored map[id.UserID]bool
+	dk      deviceKey
+
+	memberships map[id.RoomID]store.Membership // the user's current ones
+	loaded      map[id.EventID]*store.Event
+	joined      map[id.RoomID]*JoinedRoom
+	left        map[id.RoomID]*LeftRoom
+	// quiet are joined rooms that have only ephemeral events or account
+	// data: they get no summary.
+	quiet    map[id.RoomID]bool
+	invited  map[id.RoomID]*InvitedRoom
+	knocked  map[id.RoomID]*KnockedRoom
+	lazySent map[roomUser]id.EventID
+}
+
+// build reads everything for the user in (since, to] (everything up to to
+// for an initial sync) and returns the response and the position it is
+// at, which may be past to when memberships committed after to was read.
+func (s *Service) build(ctx context.Context, req Request, f *Filter, since *notify.Position, to notify.Position) (*Response, notify.Position, error) {
+	b := &builder{
+		s: s, req: req, f: f, fields: parseFields(f.EventFields), since: since,
+		dk:          deviceKey{req.User, req.Device},
+		memberships: map[id.RoomID]store.Membership{},
+		loaded:      map[id.EventID]*store.Event{},
+		joined:      map[id.RoomID]*JoinedRoom{},
+		left:        map[id.RoomID]*LeftRoom{},
+		quiet:       map[id.RoomID]bool{},
+		invited:     map[id.RoomID]*InvitedRoom{},
+		knocked:     map[id.RoomID]*KnockedRoom{},
+		lazySent:    map[roomUser]id.EventID{},
+	}
+	var err error
+	if b.ignored, err = s.src.Users.IgnoredUsers(ctx, req.User); err != nil {
+		return nil, to, err
+	}
+	ms, err := s.db.UserMemberships(ctx, req.User)
+	if err != nil {
+		return nil, to, err
+	}
+	for _, m := range ms {
+		// A membership row is committed, and so is every position below
+		// it (store.Tx.NextStreamPos): reading up to it is safe, and
+		// needed to report the membership as it is.
+		to.Stream = max(to.Stream, m.StreamPos)
+		b.memberships[m.RoomID] = m
+	}
+	var changes []store.Membership
+	if since != nil {
+		if changes, err = s.db.MembershipChanges(ctx, req.User, since.Stream, to.Stream); err != nil {
+			return nil, to, err
+		}
+	}
+	b.to = to
+	b.resp = newResponse(to)
+	specs, invites, knocks, err := b.plan(ctx, ms, changes)
+	if err != nil {
+		return nil, to, err
+	}
+	for _, step := range []func(context.Context, []*roomSpec) error{b.timelines, b.states, b.compose} {
+		if err := step(ctx, specs); err != nil {
+			return nil, to, err
+		}
+	}
+	if err := b.ephemeral(ctx); err != nil {
+		return nil, to, err
+	}
+	if err := b.accountData(ctx); err != nil {
+		return nil, to, err
+	}
+	if err := b.unread(ctx); err != nil {
+		return nil, to, err
+	}
+	if err := b.stripped(ctx, invites, knocks); err != nil {
+		return nil, to, err
+	}
+	if err := b.presence(ctx); err != nil {
+		return nil, to, err
+	}
+	if err := s.e2ee(ctx, req, since, to, b.resp); err != nil {
+		return nil, to, err
+	}
+	if len(b.joined)+len(b.left)+len(b.invited)+len(b.knocked) > 0 {
+		b.resp.Rooms = &Rooms{}
+		if len(b.joined) > 0 {
+			b.resp.Rooms.Join = b.joined
+		}
+		if len(b.left) > 0 {
+			b.resp.Rooms.Leave = b.left
+		}
+		if len(b.invited) > 0 {
+			b.resp.Rooms.Invite = b.invited
+		}
+		if len(b.knocked) > 0 {
+			b.resp.Rooms.Knock = b.knocked
+		}
+	}
+	s.lazy.record(b.dk, to.Stream, b.lazySent)
+	return b.resp, to, nil
+}
+
+func (b *builder) memberKey() stateres.StateKey {
+	return stateres.StateKey{Type: event.TypeMember, StateKey: string(b.req.User)}
+}
+
+// plan decides which rooms the response carries and how: every room of an
+// initial sync; for an incremental one the rooms whose membership changed
+// and the joined rooms with new events (or every joined room for
+// full_state).
+func (b *builder) plan(ctx context.Context, ms, changes []store.Membership) (specs []*roomSpec, invites, knocks []store.Membership, err error) {
+	rf := &b.f.Room
+	if b.since == nil {
+		for _, m := range ms {
+			if !rf.IncludesRoom(m.RoomID) {
+				continue
+			}
+			switch m.Membership {
+			case room.Join:
+				specs = append(specs, &roomSpec{id: m.RoomID, kind: kindJoin, to: b.to.Stream, full: true, joinedNow: true})
+			case room.Invite:
+				if !b.ignored[m.Sender] {
+					invites = append(invites, m)
+				}
+			case room.Knock:
+				knocks = append(knocks, m)
+			case room.Leave, room.Ban:
+				if rf.IncludeLeave {
+					specs = append(specs, &roomSpec{id: m.RoomID, kind: kindLeave, to: m.StreamPos, full: true, tip: m.EventID})
+				}
+			}
+		}
+		return specs, invites, knocks, b.wasJoined(ctx, specs)
+	}
+	since := b.since.Stream
+	changed := map[id.RoomID]bool{}
+	for _, c := range changes {
+		if !c.Forgotten {
+			changed[c.RoomID] = true
+		}
+	}
+	withEvents, err := b.s.db.JoinedRoomsWithEvents(ctx, b.req.User, since, b.to.Stream)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	active := make(map[id.RoomID]bool, len(withEvents))
+	for _, r := range withEvents {
+		active[r] = true
+	}
+	for _, m := range ms {
+		if !rf.IncludesRoom(m.RoomID) {
+			continue
+		}
+		switch m.Membership {
+		case room.Join:
+			sp := &roomSpec{id: m.RoomID, kind: kindJoin, from: since, to: b.to.Stream, joinedNow: true, full: b.req.FullState}
+			switch {
+			case changed[m.RoomID]:
+				sp.checkSince = true
+			case b.req.FullState, active[m.RoomID]:
+			default:
+				continue
+			}
+			specs = append(specs, sp)
+		case room.Invite:
+			if changed[m.RoomID] && !b.ignored[m.Sender] {
+				invites = append(invites, m)
+			}
+		case room.Knock:
+			if changed[m.RoomID] {
+				knocks = append(knocks, m)
+			}
+		case room.Leave, room.Ban:
+			if changed[m.RoomID] {
+				specs = append(specs, &roomSpec{id: m.RoomID, kind: kindLeave, from: since, to: m.StreamPos, checkSince: true, tip: m.EventID})
+			}
+		}
+	}
+	if err := b.wasJoined(ctx, specs); err != nil {
+		return nil, nil, nil, err
+	}
+	// The state at since of the rooms that get a delta.
+	var need []id.RoomID
+	for _, sp := range specs {
+		if !sp.full || sp.checkSince {
+			need = append(need, sp.id)
+		}
+	}
+	if len(need) == 0 {
+		return specs, invites, knocks, nil
+	}
+	tips, err := b.s.db.LatestEventIDs(ctx, need, since)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ids := make([]id.EventID, 0, len(tips))
+	for _, e := range tips {
+		ids = append(ids, e)
+	}
+	states, err := b.s.db.StatesAfter(ctx, ids)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var members []id.EventID
+	for _, sp := range specs {
+		if !sp.full || sp.checkSince {
+			sp.prev = states[tips[sp.id]]
+			if sp.prev == nil {
+				sp.prev = stateres.StateMap{} // the room had no event yet
+			}
+			if sp.checkSince {
+				if e := sp.prev[b.memberKey()]; e != "" {
+					members = append(members, e)
+				}
+			}
+		}
+	}
+	if err := b.load(ctx, members); err != nil {
+		return nil, nil, nil, err
+	}
+	for _, sp := range specs {
+		if !sp.checkSince {
+			continue
+		}
+		if b.membershipOf(sp.prev[b.memberKey()]) == room.Join {
+			if sp.full {
+				sp.prev = nil // full_state
+			}
+			continue
+		}
+		// Not joined at since: the client does not know the room (a join
+		// since the token, or a leave of a room it never saw joined).
+		sp.full, sp.prev = true, nil
+		if sp.kind == kindJoin {
+			sp.from = 0
+		}
+	}
+	return specs, invites, knocks, nil
+}
+
+// wasJoined decides, for the rooms left, whether "shared" history is
+// visible: it is to a user who joined the room (spec: "the user joined the
+// room at any point after the event was sent"), judged by the membership
+// its leave replaced; not to one who only rejected an invite.
+func (b *builder) wasJoined(ctx context.Context, specs []*roomSpec) error {
+	var leaves []id.EventID
+	for _, sp := range specs {
+		if sp.kind == kindLeave {
+			leaves = append(leaves, sp.tip)
+		}
+	}
+	if err := b.load(ctx, leaves); err != nil {
+		return err
+	}
+	for _, sp := range specs {
+		if sp.kind != kindLeave {
+			continue
+		}
+		if ev := b.loaded[sp.tip]; ev != nil {
+			prev, _ := cjson.Get(ev.Added, "prev_content")
+			m, _ := getString(prev, "membership")
+			sp.joinedNow = m == room.Join
+		}
+	}
+	return nil
+}
+
+// load reads the events among ids that are not loaded yet.
+func (b *builder) load(ctx context.Context, ids []id.EventID) error {
+	var need []id.EventID
+	seen := map[id.EventID]bool{}
+	for _, e := range ids {
+		if e != "" && b.loaded[e] == nil && !seen[e] {
+			seen[e] = true
+			need = append(need, e)
+		}
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	evs, err := b.s.db.Events(ctx, need)
+	if err != nil {
+		return err
+	}
+	for _, ev := range evs {
+		b.loaded[ev.EventID()] = ev
+	}
+	return nil
+}
+
+// membershipOf reads the membership of a loaded member event.
+func (b *builder) membershipOf(eid id.EventID) string {
+	ev := b.loaded[eid]
+	if ev == nil {
+		return ""
+	}
+	m, _ := getString(ev.Content(), "membership")
+	return m
+}
+
+// timelines reads each room's timeline: the newest events of its range that
+// pass the timeline filter, are not from ignored users (state events
+// excepted, spec "Ignoring Users") and that the user may see. Hidden events
+// make it read further back, a bounded number of times.
+func (b *builder) timelines(ctx context.Context, specs []*roomSpec) error {
+	limit := b.f.TimelineLimit()
+	tf := &b.f.Room.Timeline
+	joinedNow := make(map[id.RoomID]bool, len(specs))
+	type pending struct {
+		sp        *roomSpec
+		upper     int64
+		exhausted bool
+	}
+	var todo []*pending
+	for _, sp := range specs {
+		joinedNow[sp.id] = sp.joinedNow
+		if matchRoom(tf.Rooms, tf.NotRooms, sp.id) && sp.to > sp.from {
+			todo = append(todo, &pending{sp: sp, upper: sp.to})
+		}
+	}
+	chunk := limit + 1
+	for round := 0; len(todo) > 0; round++ {
+		ranges := make([]store.StreamRange, len(todo))
+		for i, p := range todo {
+			ranges[i] = store.StreamRange{RoomID: p.sp.id, From: p.sp.from, To: p.upper}
+		}
+		raw, err := b.s.db.RecentEvents(ctx, ranges, chunk)
+		if err != nil {
+			return err
+		}
+		var cands []*store.Event
+		for _, p := range todo {
+			evs := raw[p.sp.id]
+			if round == 0 && len(evs) > 0 {
+				p.sp.tip = evs[len(evs)-1].EventID()
+			}
+			p.exhausted = len(evs) < chunk
+			if len(evs) > 0 {
+				p.upper = evs[0].StreamPos - 1
+				if p.upper <= p.sp.from {
+					p.exhausted = true
+				}
+			}
+			for _, ev := range evs {
+				if b.ignored[ev.Sender()] && ev.StateKey() == nil {
+					continue
+				}
+				if tf.Match(ev.RoomID(), ev.Type(), ev.Sender(), ev.Content()) {
+					cands = append(cands, ev)
+				}
+			}
+		}
+		vis, err := visible(ctx, b.s.db, b.req.User, cands, joinedNow)
+		if err != nil {
+			return err
+		}
+		byRoom := map[id.RoomID][]*store.Event{}
+		for _, ev := range vis {
+			byRoom[ev.RoomID()] = append(byRoom[ev.RoomID()], ev)
+		}
+		var next []*pending
+		for _, p := range todo {
+			p.sp.events = append(byRoom[p.sp.id], p.sp.events...)
+			switch {
+			case len(p.sp.events) > limit:
+				p.sp.limited = true
+			case p.exhausted:
+			case round+1 >= maxTimelineRounds:
+				p.sp.limited = true
+			default:
+				next = append(next, p)
+			}
+		}
+		todo = next
+		chunk = min(chunk*2, 500)
+	}
+	for _, sp := range specs {
+		if len(sp.events) > limit {
+			sp.events = sp.events[len(sp.events)-limit:]
+		}
+	}
+	return nil
+}
+
+// states reads the state at the start and at the end of each timeline.
+func (b *builder) states(ctx context.Context, specs []*roomSpec) error {
+	var noTip []id.RoomID
+	for _, sp := range specs {
+		if sp.tip == "" {
+			noTip = append(noTip, sp.id)
+		}
+	}
+	if len(noTip) > 0 {
+		tips, err := b.s.db.LatestEventIDs(ctx, noTip, b.to.Stream)
+		if err != nil {
+			return err
+		}
+		for _, sp := range specs {
+			if sp.tip == "" {
+				sp.tip = tips[sp.id]
+			}
+		}
+	}
+	var ids []id.EventID
+	for _, sp := range specs {
+		if sp.tip != "" {
+			ids = append(ids, sp.tip)
+		}
+		if len(sp.events) > 0 {
+			ids = append(ids, sp.events[0].EventID())
+		}
+	}
+	states, err := b.s.db.StatesAfter(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for _, sp := range specs {
+		sp.end = states[sp.tip]
+		if sp.end == nil {
+			sp.end = stateres.StateMap{}
+		}
+		sp.start = sp.end
+		if len(sp.events) > 0 {
+			first := sp.events[0]
+			if after := states[first.EventID()]; after != nil {
+				sp.start = stateBefore(after, first)
+			}
+		}
+	}
+	return nil
+}
+
+// stateBefore is the state before ev given the state after it: the key ev
+// set swapped back to the event it replaced. after is not modified.
+func stateBefore(after stateres.StateMap, ev *store.Event) stateres.StateMap {
+	sk := ev.StateKey()
+	if sk == nil || ev.IsRejected {
+		return after
+	}
+	k := stateres.StateKey{Type: ev.Type(), StateKey: *sk}
+	if after[k] != ev.EventID() {
+		return after
+	}
+	out := make(stateres.StateMap, len(after))
+	for key, v := range after {
+		out[key] = v
+	}
+	if ev.Replaces != "" {
+		out[k] = ev.Replaces
+	} else {
+		delete(out, k)
+	}
+	return out
+}
+
+var (
+	nameKey  = stateres.StateKey{Type: "m.room.name"}
+	aliasKey = stateres.StateKey{Type: "m.room.canonical_alias"}
+)
+
+// compose turns the specs into the rooms of the response: summaries,
+// state sections and timelines, formatted for the client.
+func (b *builder) compose(ctx context.Context, specs []*roomSpec) error {
+	// What the summaries and the leave rule read.
+	var meta []id.EventID
+	for _, sp := range specs {
+		if sp.kind == kindJoin {
+			meta = append(meta, sp.end[nameKey], sp.end[aliasKey])
+		} else if sp.full {
+			meta = append(meta, sp.start[b.memberKey()])
+		}
+	}
+	if err := b.load(ctx, meta); err != nil {
+		return err
+	}
+	summaries, err := b.summaries(ctx, specs)
+	if err != nil {
+		return err
+	}
+	chosen := make([][]id.EventID, len(specs))
+	var all []id.EventID
+	for i, sp := range specs {
+		var heroes []id.UserID
+		if s := summaries[sp.id]; s != nil {
+			heroes = s.Heroes
+		}
+		chosen[i] = b.stateIDs(sp, heroes)
+		all = append(all, chosen[i]...)
+	}
+	if err := b.load(ctx, all); err != nil {
+		return err
+	}
+	// Format every timeline and every state section in two batches.
+	var tl, st []*store.Event
+	stateOf := make([][]*store.Event, len(specs))
+	sf := &b.f.Room.State
+	for i, sp := range specs {
+		tl = append(tl, sp.events...)
+		for _, eid := range chosen[i] {
+			ev := b.loaded[eid]
+			if ev == nil || !sf.Match(sp.id, ev.Type(), ev.Sender(), ev.Content()) {
+				continue
+			}
+			stateOf[i] = append(stateOf[i], ev)
+		}
+		slices.SortFunc(stateOf[i], func(x, y *store.Event) int { return cmp.Compare(x.StreamPos, y.StreamPos) })
+		st = append(st, stateOf[i]...)
+	}
+	viewer := room.Viewer{UserID: b.req.User, DeviceID: b.req.Device}
+	opts := room.FormatOptions{NoRoomID: true, Federation: b.f.Federation}
+	tlOut, err := b.s.rooms.Format(ctx, tl, viewer, opts)
+	if err != nil {
+		return err
+	}
+	opts.NoAggregations = true
+	stOut, err := b.s.rooms.Format(ctx, st, viewer, opts)
+	if err != nil {
+		return err
+	}
+	for i, sp := range specs {
+		events := b.applyFields(tlOut[:len(sp.events)])
+		tlOut = tlOut[len(sp.events):]
+		state := &EventList{Events: b.applyFields(stOut[:len(stateOf[i])])}
+		stOut = stOut[len(stateOf[i]):]
+		timeline := Timeline{Events: events, Limited: sp.limited}
+		if len(sp.events) > 0 {
+			timeline.PrevBatch = room.TopoToken(sp.events[0].Depth(), sp.events[0].StreamPos).String()
+		} else {
+			timeline.PrevBatch = room.StreamToken(notify.Position{Stream: sp.to}).String()
+		}
+		if sp.kind == kindLeave {
+			lr := &LeftRoom{Timeline: timeline}
+			b.setState(&lr.State, &lr.StateAfter, state)
+			b.left[sp.id] = lr
+			continue
+		}
+		if !sp.full && len(events) == 0 && len(state.Events) == 0 {
+			// Nothing the client sees changed (its new events were all
+			// filtered out); ephemeral events or account data may still
+			// bring the room in.
+			continue
+		}
+		jr := &JoinedRoom{Timeline: timeline, Summary: summaries[sp.id]}
+		b.setState(&jr.State, &jr.StateAfter, state)
+		b.joined[sp.id] = jr
+	}
+	return nil
+}
+
+func (b *builder) setState(state, after **EventList, l *EventList) {
+	if b.req.UseStateAfter {
+		*after = l
+	} else {
+		*state = l
+	}
+}
+
+func (b *builder) applyFields(evs []json.RawMessage) []json.RawMessage {
+	out := make([]json.RawMessage, len(evs))
+	for i, e := range evs {
+		out[i] = b.fields.apply(e)
+	}
+	return out
+}
+
+// stateIDs chooses the state events of a room's state section
+// (client-server API, "Syncing"): without use_state_after, the state at
+// the start of the timeline that the client does not have (all of it when
+// full); with it, the state at the end that differs from the state at
+// since (MSC4222). Deltas are computed from the state snapshots at since,
+// at the start and at the end, never by scanning events, so that they are
+// right across forks: state at the end that neither the timeline nor the
+// start explain (a fork's resolution, or a state event the timeline filter
+// hid) is sent too, so that the client ends at the room's state.
+//
+// With lazy_load_members, member events are only those of the timeline's
+// senders, of the user itself when the state is full, of the heroes, and
+// every member change in the gap of an incremental sync; member events the
+// client already has are left out unless include_redundant_members.
+func (b *builder) stateIDs(sp *roomSpec, heroes []id.UserID) []id.EventID {
+	sf := &b.f.Room.State
+	if !matchRoom(sf.Rooms, sf.NotRooms, sp.id) {
+		return nil
+	}
+	if sp.kind == kindLeave && sp.full && b.membershipOf(sp.start[b.memberKey()]) != room.Join {
+		// The user was not in the room where the timeline starts (an
+		// invite it rejected, a ban): it gets no state.
+		return nil
+	}
+	inTimeline := make(map[id.EventID]bool, len(sp.events))
+	setByTimeline := map[stateres.StateKey]bool{}
+	for _, ev := range sp.events {
+		inTimeline[ev.EventID()] = true
+		if sk := ev.StateKey(); sk != nil {
+			setByTimeline[stateres.StateKey{Type: ev.Type(), StateKey: *sk}] = true
+		}
+	}
+	after := b.req.UseStateAfter
+	chosen := stateres.StateMap{}
+	if after {
+		for k, v := range sp.end {
+			if sp.prev[k] != v {
+				chosen[k] = v
+			}
+		}
+	} else {
+		for k, v := range sp.start {
+			if sp.prev[k] != v && !inTimeline[v] {
+				chosen[k] = v
+			}
+		}
+		for k, v := range sp.end {
+			if inTimeline[v] || setByTimeline[k] {
+				continue
+			}
+			has, ok := chosen[k]
+			if !ok {
+				has = sp.prev[k]
+			}
+			if has != v {
+				chosen[k] = v
+			}
+		}
+	}
+	for k := range chosen {
+		if !sf.MatchType(k.Type) {
+			delete(chosen, k)
+		}
+	}
+	if sf.LazyLoadMembers && sf.MatchType(event.TypeMember) {
+		wanted := map[id.UserID]bool{}
+		for _, ev := range sp.events {
+			wanted[ev.Sender()] = true
+		}
+		if sp.full {
+			wanted[b.req.User] = true
+		}
+		for _, h := range heroes {
+			wanted[h] = true
+		}
+		if sp.prev == nil {
+			// Full state: only the wanted members. (In a delta every
+			// member change is in the gap and must be sent.)
+			for k := range chosen {
+				if k.Type == event.TypeMember && !wanted[id.UserID(k.StateKey)] {
+					delete(chosen, k)
+				}
+			}
+		}
+		base := sp.start
+		if after {
+			base = sp.end
+		}
+		for u := range wanted {
+			k := stateres.StateKey{Type: event.TypeMember, StateKey: string(u)}
+			eid := base[k]
+			if eid == "" || (!after && inTimeline[eid]) {
+				continue
+			}
+			if _, ok := chosen[k]; ok {
+				continue
+			}
+			if !sf.IncludeRedundantMembers && b.since != nil && b.s.lazy.known(b.dk, sp.id, u, eid, b.since.Stream) {
+				continue
+			}
+			chosen[k] = eid
+		}
+		for k, eid := range chosen {
+			if k.Type == event.TypeMember {
+				b.lazySent[roomUser{sp.id, id.UserID(k.StateKey)}] = eid
+			}
+		}
+		if !after {
+			for _, ev := range sp.events {
+				if ev.Type() == event.TypeMember && ev.StateKey() != nil {
+					b.lazySent[roomUser{sp.id, id.UserID(*ev.StateKey())}] = ev.EventID()
+				}
+			}
+		}
+	}
+	out := make([]id.EventID, 0, len(chosen))
+	for _, v := range chosen {
+		out = append(out, v)
+	}
+	return out
+}
+
+// summaries returns the summaries of the joined rooms (client-server API,
+// "RoomSummary"): member counts, and heroes when the room has neither a
+// name nor a canonical alias.
+func (b *builder) summaries(ctx context.Context, specs []*roomSpec) (map[id.RoomID]*Summary, error) {
+	var rooms, nameless []id.RoomID
+	for _, sp := range specs {
+		if sp.kind != kindJoin {
+			continue
+		}
+		rooms = append(rooms, sp.id)
+		name, _ := getString(b.contentOf(sp.end[nameKey]), "name")
+		alias, _ := getString(b.contentOf(sp.end[aliasKey]), "alias")
+		if name == "" && alias == "" {
+			nameless = append(nameless, sp.id)
+		}
+	}
+	out := make(map[id.RoomID]*Summary, len(rooms))
+	if len(rooms) == 0 {
+		return out, nil
+	}
+	counts, err := b.s.db.RoomMemberCounts(ctx, rooms)
+	if err != nil {
+		return nil, err
+	}
+	heroes, err := b.s.db.RoomHeroes(ctx, nameless, b.req.User, 5)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rooms {
+		c := counts[r]
+		s := &Summary{JoinedMemberCount: c.Joined, InvitedMemberCount: c.Invited, Heroes: heroes[r]}
+		out[r] = s
+	}
+	return out, nil
+}
+
+func (b *builder) contentOf(eid id.EventID) []byte {
+	if ev := b.loaded[eid]; ev != nil {
+		return ev.Content()
+	}
+	return nil
+}
+
+// joinedEntry returns the joined room's entry, adding an empty one (a room
+// with only ephemeral events or account data) if it has none.
+func (b *builder) joinedEntry(r id.RoomID) *JoinedRoom {
+	if jr := b.joined[r]; jr != nil {
+		return jr
+	}
+	jr := &JoinedRoom{Timeline: Timeline{Events: []json.RawMessage{}, PrevBatch: room.StreamToken(notify.Position{Stream: b.to.Stream}).String()}}
+	if !b.req.UseStateAfter {
+		jr.State = &EventList{}
+	} else {
+		jr.StateAfter = &EventList{}
+	}
+	b.joined[r] = jr
+	b.quiet[r] = true
+	return jr
+}
+
+// joinedRooms are the rooms the user is joined to that the room filter
+// keeps.
+func (b *builder) joinedRooms() []id.RoomID {
+	var out []id.RoomID
+	for r, m := range b.memberships {
+		if m.Membership == room.Join && b.f.Room.IncludesRoom(r) {
+			out = append(out, r)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// ephemeral adds typing notifications and receipts to the joined rooms.
+func (b *builder) ephemeral(ctx context.Context) error {
+	ef := &b.f.Room.Ephemeral
+	var rooms []id.RoomID
+	for _, r := range b.joinedRooms() {
+		if matchRoom(ef.Rooms, ef.NotRooms, r) {
+			rooms = append(rooms, r)
+		}
+	}
+	if len(rooms) == 0 {
+		return nil
+	}
+	if ef.MatchType("m.typing") {
+		for _, r := range rooms {
+			users, changed := b.s.src.Typing.Typing(r)
+			if b.since == nil && len(users) == 0 || b.since != nil && changed <= b.since.Typing {
+				continue
+			}
+			ids := make([]id.UserID, 0, len(users))
+			for _, u := range users {
+				if !b.ignored[u] {
+					ids = append(ids, u)
+				}
+			}
+			content, err := json.Marshal(map[string]any{"user_ids": ids})
+			if err != nil {
+				return err
+			}
+			b.addEphemeral(r, "m.typing", content)
+		}
+	}
+	if ef.MatchType("m.receipt") {
+		var from int64
+		if b.since != nil {
+			from = b.since.Stream
+		}
+		rs, err := b.s.src.Receipts.Since(ctx, b.req.User, rooms, from, b.to.Stream)
+		if err != nil {
+			return err
+		}
+		for _, r := range rooms {
+			if c, ok := rs[r]; ok && len(c) > 0 {
+				b.addEphemeral(r, "m.receipt", c)
+			}
+		}
+	}
+	return nil
+}
+
+func (b *builder) addEphemeral(r id.RoomID, typ string, content []byte) {
+	ev := []byte(`{"content":`)
+	ev = append(ev, content...)
+	ev = append(ev, `,"type":`...)
+	ev = cjson.AppendString(ev, typ)
+	ev = append(ev, '}')
+	jr := b.joinedEntry(r)
+	if l := b.f.Room.Ephemeral.Limit; l > 0 && len(jr.Ephemeral.Events) >= l {
+		return
+	}
+	jr.Ephemeral.Events = append(jr.Ephemeral.Events, ev)
+}
+
+// accountData adds the global account data and the rooms' account data.
+func (b *builder) accountData(ctx context.Context) error {
+	var from int64
+	if b.since != nil {
+		from = b.since.Stream
+	}
+	ads, err := b.s.src.Users.AccountDataSince(ctx, b.req.User, from, b.to.Stream)
+	if err != nil {
+		return err
+	}
+	af := &b.f.Room.AccountData
+	var global []json.RawMessage
+	for _, a := range ads {
+		ev := []byte(`{"content":`)
+		ev = append(ev, a.Content...)
+		ev = append(ev, `,"type":`...)
+		ev = cjson.AppendString(ev, a.Type)
+		ev = append(ev, '}')
+		if a.RoomID == "" {
+			if b.f.AccountData.MatchType(a.Type) {
+				global = append(global, ev)
+			}
+			continue
+		}
+		if !b.f.Room.IncludesRoom(a.RoomID) || !af.MatchType(a.Type) || !matchRoom(af.Rooms, af.NotRooms, a.RoomID) {
+			continue
+		}
+		var list *EventList
+		if lr := b.left[a.RoomID]; lr != nil {
+			list = &lr.AccountData
+		} else if m, ok := b.memberships[a.RoomID]; ok && m.Membership == room.Join {
+			list = &b.joinedEntry(a.RoomID).AccountData
+		} else {
+			continue
+		}
+		list.Events = append(list.Events, ev)
+	}
+	for _, jr := range b.joined {
+		jr.AccountData.Events = lastN(jr.AccountData.Events, af.Limit)
+	}
+	for _, lr := range b.left {
+		lr.AccountData.Events = lastN(lr.AccountData.Events, af.Limit)
+	}
+	if global = lastN(global, b.f.AccountData.Limit); len(global) > 0 {
+		b.resp.AccountData = &EventList{Events: global}
+	}
+	return nil
+}
+
+// lastN keeps the last n (the newest) of evs; n 0 keeps all.
+func lastN(evs []json.RawMessage, n int) []json.RawMessage {
+	if n > 0 && len(evs) > n {
+		return evs[len(evs)-n:]
+	}
+	return evs
+}
+
+// stripped adds the invited and knocked rooms, with the stripped state of
+// the room at the invite or knock (client-server API, "Stripped state")
+// followed by the member event itself.
+func (b *builder) stripped(ctx context.Context, invites, knocks []store.Membership) error {
+	all := append(append([]store.Membership(nil), invites...), knocks...)
+	if len(all) == 0 {
+		return nil
+	}
+	ids := make([]id.EventID, len(all))
+	for i, m := range all {
+		ids[i] = m.EventID
+	}
+	states, err := b.s.db.StatesAfter(ctx, ids)
+	if err != nil {
+		return err
+	}
+	need := append([]id.EventID(nil), ids...)
+	for _, st := range states {
+		for _, t := range event.StrippedStateTypes {
+			need = append(need, st[stateres.StateKey{Type: t}])
+		}
+	}
+	if err := b.load(ctx, need); err != nil {
+		return err
+	}
+	for i, m := range all {
+		var pdus []*event.PDU
+		st := states[m.EventID]
+		for _, t := range event.StrippedStateTypes {
+			if ev := b.loaded[st[stateres.StateKey{Type: t}]]; ev != nil {
+				pdus = append(pdus, ev.PDU)
+			}
+		}
+		if ev := b.loaded[m.EventID]; ev != nil {
+			pdus = append(pdus, ev.PDU)
+		}
+		var list EventList
+		if err := json.Unmarshal(event.StrippedState(pdus), &list.Events); err != nil {
+			return err
+		}
+		if i < len(invites) {
+			b.invited[m.RoomID] = &InvitedRoom{InviteState: list}
+		} else {
+			b.knocked[m.RoomID] = &KnockedRoom{KnockState: list}
+		}
+	}
+	return nil
+}
+
+// presence adds the presence of the users who share a room with the user.
+func (b *builder) presence(ctx context.Context) error {
+	pf := &b.f.Presence
+	if !pf.MatchType("m.presence") {
+		return nil
+	}
+	users, err := b.s.db.SharedRoomUsers(ctx, b.req.User)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(users, b.req.User) {
+		users = append(users, b.req.User)
+	}
+	var from int64
+	if b.since != nil {
+		from = b.since.Stream
+	}
+	evs, err := b.s.src.Presence.Since(ctx, users, from, b.to.Stream)
+	if err != nil {
+		return err
+	}
+	var out []json.RawMessage
+	for _, ev := range evs {
+		sender, _ := getString(ev, "sender")
+		if pf.MatchSender(id.UserID(sender)) {
+			out = append(out, ev)
+		}
+	}
+	if out = lastN(out, pf.Limit); len(out) > 0 {
+		b.resp.Presence = &EventList{Events: out}
+	}
+	return nil
+}
+
+// e2ee fills the end-to-end encryption sections.
+func (s *Service) e2ee(ctx context.Context, req Request, since *notify.Position, to notify.Position, resp *Response) error {
+	var from int64
+	if since != nil {
+		from = since.Stream
+	}
+	msgs, err := s.src.ToDevice.ToDevice(ctx, req.User, req.Device, from, to.Stream)
+	if err != nil {
+		return err
+	}
+	resp.ToDevice.Events = msgs
+	if since != nil {
+		changed, left, err := s.src.DeviceLists.DeviceListChanges(ctx, req.User, from, to.Stream)
+		if err != nil {
+			return err
+		}
+		if changed != nil {
+			resp.DeviceLists.Changed = changed
+		}
+		if left != nil {
+			resp.DeviceLists.Left = left
+		}
+	}
+	counts, fallback, err := s.src.OneTimeKeys.KeyCounts(ctx, req.User, req.Device)
+	if err != nil {
+		return err
+	}
+	for k, v := range counts {
+		resp.OneTimeKeysCount[k] = v
+	}
+	if fallback != nil {
+		resp.UnusedFallback = fallback
+	}
+	return nil
+}
