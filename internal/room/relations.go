@@ -94,6 +94,7 @@ func (s *Service) bundled(ctx context.Context, evs []*store.Event, v Viewer) (ma
 // no thread of its own, which also bounds the recursion).
 func (s *Service) aggregate(ctx context.Context, evs []*store.Event, v Viewer, threads bool) (map[id.EventID][]byte, error) {
 	byRoom := map[id.RoomID][]id.EventID{}
+	senders := map[id.EventID]id.UserID{}
 	var rooms []id.RoomID
 	for _, ev := range evs {
 		if ev.StateKey() != nil || ev.StreamPos == 0 {
@@ -103,6 +104,7 @@ func (s *Service) aggregate(ctx context.Context, evs []*store.Event, v Viewer, t
 			rooms = append(rooms, ev.RoomID())
 		}
 		byRoom[ev.RoomID()] = append(byRoom[ev.RoomID()], ev.EventID())
+		senders[ev.EventID()] = ev.Sender()
 	}
 	if len(rooms) == 0 {
 		return nil, nil
@@ -113,14 +115,14 @@ func (s *Service) aggregate(ctx context.Context, evs []*store.Event, v Viewer, t
 	}
 	out := map[id.EventID][]byte{}
 	for _, roomID := range rooms {
-		if err := s.aggregateRoom(ctx, roomID, byRoom[roomID], v, ignored, threads, out); err != nil {
+		if err := s.aggregateRoom(ctx, roomID, byRoom[roomID], senders, v, ignored, threads, out); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
 }
 
-func (s *Service) aggregateRoom(ctx context.Context, roomID id.RoomID, parents []id.EventID, v Viewer, ignored map[id.UserID]bool, threads bool, out map[id.EventID][]byte) error {
+func (s *Service) aggregateRoom(ctx context.Context, roomID id.RoomID, parents []id.EventID, senders map[id.EventID]id.UserID, v Viewer, ignored map[id.UserID]bool, threads bool, out map[id.EventID][]byte) error {
 	r := reader{user: v.UserID}
 	if v.UserID != "" {
 		m, err := s.db.UserMembership(ctx, roomID, v.UserID)
@@ -174,7 +176,10 @@ func (s *Service) aggregateRoom(ctx context.Context, roomID id.RoomID, parents [
 		if t := agg.Threads[parent]; t != nil && t.Latest != nil && seen[t.Latest.EventID()] {
 			th := []byte("{}")
 			th = cjson.Set(nil, th, "count", strconv.AppendInt(nil, int64(t.Count), 10))
-			th = cjson.Set(nil, th, "current_user_participated", []byte(strconv.FormatBool(t.Participated)))
+			// The user took part if it sent the root or an event of the
+			// thread.
+			mine := t.Participated || (v.UserID != "" && senders[parent] == v.UserID)
+			th = cjson.Set(nil, th, "current_user_participated", []byte(strconv.FormatBool(mine)))
 			th = cjson.Set(nil, th, "latest_event", s.formatOne(t.Latest, v, nil, latestAgg[t.Latest.EventID()], now, FormatOptions{}))
 			rel = cjson.Set(nil, rel, "m.thread", th)
 			n++

@@ -48,7 +48,9 @@ func (s *Service) Threads(ctx context.Context, user id.UserID, roomID id.RoomID,
 		limit = 20
 	}
 	limit = min(limit, MaxLimit)
-	q := store.ThreadsQuery{Room: roomID, Ignored: userList(ignored), Limit: limit + 1}
+	// Threads are listed whoever wrote in them; ignored users' events only
+	// leave the aggregations (and their roots come back redacted).
+	q := store.ThreadsQuery{Room: roomID, Limit: limit + 1}
 	if req.Participated {
 		q.Participant = user
 	}
