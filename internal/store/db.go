@@ -81,6 +81,9 @@ type DB struct {
 	where   string // for logs: a path or a host, never a password
 	// snapshots caches state snapshots (see state.go).
 	snapshots *snapshotCache
+	// wstmts and rstmts cache prepared statements on SQLite (nil on
+	// PostgreSQL; see stmtcache.go).
+	wstmts, rstmts *stmtCache
 }
 
 // Open opens (creating if needed) the database and applies pending migrations.
@@ -143,6 +146,7 @@ func (db *DB) openSQLite(o Options) error {
 	r.SetMaxIdleConns(8)
 	r.SetConnMaxLifetime(0)
 	db.w, db.r = w, r
+	db.wstmts, db.rstmts = newStmtCache(w, true), newStmtCache(r, false)
 	return nil
 }
 
@@ -173,6 +177,8 @@ func (db *DB) Where() string { return db.where }
 // Close closes every connection.
 func (db *DB) Close() error {
 	var err error
+	db.wstmts.close()
+	db.rstmts.close()
 	if db.r != nil && db.r != db.w {
 		err = db.r.Close()
 	}
@@ -186,6 +192,7 @@ func (db *DB) Close() error {
 type Tx struct {
 	*sql.Tx
 	dialect Dialect
+	stmts   *stmtCache
 }
 
 // WithTx runs fn in one write transaction, committing when fn returns nil and
@@ -193,12 +200,13 @@ type Tx struct {
 func (db *DB) WithTx(ctx context.Context, op string, fn func(tx *Tx) error) (err error) {
 	start := time.Now()
 	defer func() { db.observe(op, time.Since(start), err) }()
+	db.wstmts.preparePending(ctx)
 	sqlTx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("%s: begin: %w", op, err)
 	}
 	defer sqlTx.Rollback()
-	if err := fn(&Tx{Tx: sqlTx, dialect: db.dialect}); err != nil {
+	if err := fn(&Tx{Tx: sqlTx, dialect: db.dialect, stmts: db.wstmts}); err != nil {
 		return err
 	}
 	if err := sqlTx.Commit(); err != nil {
@@ -211,6 +219,9 @@ func (db *DB) WithTx(ctx context.Context, op string, fn func(tx *Tx) error) (err
 func (db *DB) read(ctx context.Context, op string, fn func(q querier) error) (err error) {
 	start := time.Now()
 	defer func() { db.observe(op, time.Since(start), err) }()
+	if db.rstmts != nil {
+		return fn(cachedPool{DB: db.r, stmts: db.rstmts})
+	}
 	return fn(db.r)
 }
 
