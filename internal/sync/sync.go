@@ -66,6 +66,9 @@ type Receipts interface {
 type Presence interface {
 	// Touch says that user is syncing with set_presence state.
 	Touch(ctx context.Context, user id.UserID, state string) error
+	// Syncing marks a sync of user in flight until done is called: the
+	// user does not go offline while it long-polls.
+	Syncing(user id.UserID) (done func())
 	// Since returns the m.presence events of users changed in (from, to].
 	Since(ctx context.Context, users []id.UserID, from, to int64) ([]json.RawMessage, error)
 }
@@ -208,6 +211,7 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 		if err := s.src.Presence.Touch(ctx, req.User, req.SetPresence); err != nil {
 			return nil, err
 		}
+		defer s.src.Presence.Syncing(req.User)()
 	}
 	cur := s.n.Current()
 	if since != nil && since.Typing > cur.Typing {
@@ -421,6 +425,7 @@ func (noReceipts) Since(context.Context, id.UserID, []id.RoomID, int64, int64) (
 	return nil, nil
 }
 func (noPresence) Touch(context.Context, id.UserID, string) error { return nil }
+func (noPresence) Syncing(id.UserID) func()                       { return func() {} }
 func (noPresence) Since(context.Context, []id.UserID, int64, int64) ([]json.RawMessage, error) {
 	return nil, nil
 }

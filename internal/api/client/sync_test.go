@@ -846,3 +846,4 @@ func TestSyncErrors(t *testing.T) {
 		doSync(t, guest, syncSince(s.NextBatch)+"&set_presence=offline")
 	})
 }
+
