@@ -24,6 +24,7 @@ import (
 	"polder.dev/polder/internal/api/client"
 	"polder.dev/polder/internal/api/federation"
 	"polder.dev/polder/internal/config"
+	"polder.dev/polder/internal/directory"
 	"polder.dev/polder/internal/keys"
 	"polder.dev/polder/internal/notify"
 	"polder.dev/polder/internal/room"
@@ -136,6 +137,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 
 	s.Rooms = room.New(room.Config{ServerName: cfg.ServerName, Key: s.key}, db, s.Notify, log.With("component", "room"))
 	svc := client.Services{Rooms: s.Rooms}
+	svc.Directory = directory.New(directory.Config{ServerName: cfg.ServerName}, db, s.Rooms, log.With("component", "directory"))
 	s.Sync = sync.New(db, s.Rooms, s.Notify, sync.Sources{Users: s.Users}, log.With("component", "sync"))
 	svc.Sync = s.Sync
 

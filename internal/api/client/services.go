@@ -1,6 +1,7 @@
 package client
 
 import (
+	"polder.dev/polder/internal/directory"
 	"polder.dev/polder/internal/room"
 	"polder.dev/polder/internal/sync"
 )
@@ -9,5 +10,7 @@ import (
 // Each area's handlers use their own fields; server wires them.
 type Services struct {
 	Rooms *room.Service
-	Sync  *sync.Service
+	// Directory serves aliases, the room and user directories and search.
+	Directory *directory.Service
+	Sync      *sync.Service
 }
