@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -167,6 +168,22 @@ func (s *Service) Get(ctx context.Context, user id.UserID) (Presence, error) {
 		return Presence{}, fmt.Errorf("read presence of %s: %w", user, err)
 	}
 	return s.fromStore(p), nil
+}
+
+// GetFor is GET /presence/{userId}/status: the presence of user as
+// observer may see it. Users see their own presence and that of users they
+// share a joined room with; anyone else's is M_FORBIDDEN, as in Synapse.
+func (s *Service) GetFor(ctx context.Context, observer, user id.UserID) (Presence, error) {
+	if observer != user {
+		shared, err := s.db.SharedRoomUsers(ctx, observer)
+		if err != nil {
+			return Presence{}, fmt.Errorf("users sharing a room with %s: %w", observer, err)
+		}
+		if !slices.Contains(shared, user) {
+			return Presence{}, mxerr.Forbidden("You are not allowed to see their presence")
+		}
+	}
+	return s.Get(ctx, user)
 }
 
 // Now is the service's clock, for Content.

@@ -60,7 +60,8 @@ func New(db *store.DB, n *notify.Notifier) *Service {
 // belong to that thread (as Synapse checks). A receipt for an event before
 // the current one changes nothing.
 //
-// Errors: M_INVALID_PARAM for an unknown receipt type or a bad thread ID,
+// Errors: M_INVALID_PARAM for an unknown receipt type, a malformed event ID
+// or a bad thread ID,
 // M_FORBIDDEN when the user is not joined to the room, M_NOT_FOUND for an
 // event that is not in the room.
 func (s *Service) Send(ctx context.Context, user id.UserID, roomID id.RoomID, receiptType string, eventID id.EventID, threadID string) error {
@@ -144,8 +145,12 @@ func (s *Service) checkJoined(ctx context.Context, user id.UserID, roomID id.Roo
 	return nil
 }
 
-// event returns a timeline event of the room, or M_NOT_FOUND.
+// event returns a timeline event of the room: M_INVALID_PARAM for a
+// malformed event ID, M_NOT_FOUND for one not in the room.
 func (s *Service) event(ctx context.Context, roomID id.RoomID, eventID id.EventID) (*store.Event, error) {
+	if len(eventID) < 2 || eventID[0] != '$' || len(eventID) > 255 {
+		return nil, mxerr.InvalidParam("Invalid event ID %q", eventID)
+	}
 	ev, err := s.db.Event(ctx, eventID)
 	if errors.Is(err, store.ErrNotFound) || err == nil && (ev.RoomID() != roomID || ev.StreamPos == 0 || ev.IsRejected) {
 		return nil, mxerr.NotFound("Event %s not found in room %s", eventID, roomID)

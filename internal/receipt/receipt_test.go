@@ -81,16 +81,19 @@ func wantErr(t *testing.T, call string, err error, code string) {
 // woken reports whether fn wakes a /sync of u waiting on rooms.
 func woken(t *testing.T, n *notify.Notifier, u id.UserID, rooms []id.RoomID, fn func()) bool {
 	t.Helper()
-	since := n.Current()
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	done := make(chan bool)
-	go func() { done <- n.Wait(ctx, u, rooms, since).After(since) && ctx.Err() == nil }()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { n.Wait(ctx, u, rooms, n.Current()); close(done) }()
 	for n.Waiting() == 0 {
 		time.Sleep(time.Millisecond)
 	}
 	fn()
-	return <-done
+	// Wake unregisters the waiters it wakes before it returns, and writers
+	// wake before they return: a waiter still registered was not woken.
+	woke := n.Waiting() == 0
+	cancel()
+	<-done
+	return woke
 }
 
 type content map[id.EventID]map[string]map[id.UserID]struct {
@@ -212,6 +215,7 @@ func TestReceipts(t *testing.T) {
 			{"not joined", w.carol, w.room, receipt.Read, e1, "", "M_FORBIDDEN"},
 			{"unknown room", w.bob, "!nope:hs.test", receipt.Read, e1, "", "M_FORBIDDEN"},
 			{"unknown event", w.bob, w.room, receipt.Read, "$nope", "", "M_NOT_FOUND"},
+			{"malformed event ID", w.bob, w.room, receipt.Read, "nope", "", "M_INVALID_PARAM"},
 			{"event of another room", w.bob, w.room, receipt.Read, carolEv, "", "M_NOT_FOUND"},
 		} {
 			err := s.Send(ctx, c.user, c.room, c.typ, c.ev, c.thread)

@@ -27,9 +27,12 @@ import (
 	"polder.dev/polder/internal/directory"
 	"polder.dev/polder/internal/keys"
 	"polder.dev/polder/internal/notify"
+	"polder.dev/polder/internal/presence"
+	"polder.dev/polder/internal/receipt"
 	"polder.dev/polder/internal/room"
 	"polder.dev/polder/internal/store"
 	"polder.dev/polder/internal/sync"
+	"polder.dev/polder/internal/typing"
 	"polder.dev/polder/internal/user"
 )
 
@@ -67,9 +70,16 @@ type Server struct {
 	key   *keys.SigningKey
 	Users *user.Service
 	// Notify wakes waiting /sync requests.
-	Notify  *notify.Notifier
-	Rooms   *room.Service
-	Sync    *sync.Service
+	Notify *notify.Notifier
+	Rooms  *room.Service
+	// Sync serves /sync.
+	Sync *sync.Service
+	// Typing, Receipts and Presence are the ephemeral and per-user data
+	// /sync reports beside events and account data.
+	Typing   *typing.Service
+	Receipts *receipt.Service
+	Presence *presence.Service
+
 	handler http.Handler
 	reg     *prometheus.Registry
 	baseURL atomic.Value // string: public_baseurl, or derived from the bound listener
@@ -137,6 +147,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 
 	s.Rooms = room.New(room.Config{ServerName: cfg.ServerName, Key: s.key}, db, s.Notify, log.With("component", "room"))
 	svc := client.Services{Rooms: s.Rooms}
+	s.Typing = typing.New(typing.Config{}, db, s.Notify)
+	s.Receipts = receipt.New(db, s.Notify)
+	s.Presence = presence.New(presence.Config{}, db, s.Notify, log.With("component", "presence"))
+	svc.Typing, svc.Receipts, svc.Presence = s.Typing, s.Receipts, s.Presence
 	svc.Directory = directory.New(directory.Config{ServerName: cfg.ServerName}, db, s.Rooms, log.With("component", "directory"))
 	s.Sync = sync.New(db, s.Rooms, s.Notify, sync.Sources{Users: s.Users}, log.With("component", "sync"))
 	svc.Sync = s.Sync
@@ -209,6 +223,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return nil
 	})
 	g.Go(func() error { return s.Users.Run(gctx) })
+	g.Go(func() error { return s.Typing.Run(gctx) })
+	g.Go(func() error { return s.Presence.Run(gctx) })
 	g.Go(func() error { return s.Sync.Run(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()

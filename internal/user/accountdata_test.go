@@ -39,16 +39,19 @@ func wantErr(t *testing.T, call string, err error, status int, code string) {
 // position is woken by fn.
 func woken(t *testing.T, n *notify.Notifier, u id.UserID, fn func()) bool {
 	t.Helper()
-	since := n.Current()
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	done := make(chan bool)
-	go func() { done <- n.Wait(ctx, u, nil, since).After(since) && ctx.Err() == nil }()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { n.Wait(ctx, u, nil, n.Current()); close(done) }()
 	for n.Waiting() == 0 {
 		time.Sleep(time.Millisecond)
 	}
 	fn()
-	return <-done
+	// Wake unregisters the waiters it wakes before it returns, and writers
+	// wake before they return: a waiter still registered was not woken.
+	woke := n.Waiting() == 0
+	cancel()
+	<-done
+	return woke
 }
 
 func TestAccountData(t *testing.T) {

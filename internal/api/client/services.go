@@ -2,8 +2,11 @@ package client
 
 import (
 	"polder.dev/polder/internal/directory"
+	"polder.dev/polder/internal/presence"
+	"polder.dev/polder/internal/receipt"
 	"polder.dev/polder/internal/room"
 	"polder.dev/polder/internal/sync"
+	"polder.dev/polder/internal/typing"
 )
 
 // Services are the domain services the client API calls, beside users.
@@ -12,5 +15,11 @@ type Services struct {
 	Rooms *room.Service
 	// Directory serves aliases, the room and user directories and search.
 	Directory *directory.Service
-	Sync      *sync.Service
+	// Sync serves /sync.
+	Sync *sync.Service
+	// Typing, Receipts and Presence serve userdata_*.go (account data and
+	// tags are on the user service).
+	Typing   *typing.Service
+	Receipts *receipt.Service
+	Presence *presence.Service
 }
