@@ -177,3 +177,4 @@ func likePattern(t string) string {
 	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`, `*`, `%`)
 	return r.Replace(t)
 }
+
