@@ -177,4 +177,3 @@ func likePattern(t string) string {
 	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`, `*`, `%`)
 	return r.Replace(t)
 }
-
