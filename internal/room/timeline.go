@@ -212,8 +212,11 @@ func (s *Service) reader(ctx context.Context, user id.UserID, roomID id.RoomID) 
 		r.joined = true
 		return r, nil
 	case Leave, Ban:
-		r.departed, r.leaveID, r.bound = true, m.EventID, m.StreamPos
-		return r, nil
+		if !m.Forgotten { // a forgotten room is as one never joined
+			r.departed, r.leaveID, r.bound = true, m.EventID, m.StreamPos
+			return r, nil
+		}
+		r.membership = ""
 	}
 	if r.worldReadable {
 		return r, nil

@@ -15,23 +15,25 @@ import (
 )
 
 // timelineRoutes registers the routes that read a room's events, its
-// relations and threads, and content reports.
+// relations and threads, and content reports. Guests may use the reads the
+// spec lists for them ("Guest access": state, context, event, messages,
+// members) and, as in Synapse, relations.
 func (a *API) timelineRoutes(rt *api.Router) {
 	const c = "/_matrix/client"
 	// timeline_events.go
 	rt.Handle("GET "+c+"/v3/rooms/{roomId}/event/{eventId}", a.guestOK(a.getEvent))
 	rt.Handle("GET "+c+"/v3/rooms/{roomId}/context/{eventId}", a.guestOK(a.eventContext))
 	rt.Handle("GET "+c+"/v3/rooms/{roomId}/messages", a.guestOK(a.messages))
-	rt.Handle("GET "+c+"/v1/rooms/{roomId}/timestamp_to_event", a.guestOK(a.timestampToEvent))
+	rt.Handle("GET "+c+"/v1/rooms/{roomId}/timestamp_to_event", a.authed(a.timestampToEvent))
 	// timeline_state.go
 	rt.Handle("GET "+c+"/v3/rooms/{roomId}/members", a.guestOK(a.members))
-	rt.Handle("GET "+c+"/v3/rooms/{roomId}/joined_members", a.guestOK(a.joinedMembers))
+	rt.Handle("GET "+c+"/v3/rooms/{roomId}/joined_members", a.authed(a.joinedMembers))
 	rt.Handle("GET "+c+"/v3/rooms/{roomId}/state", a.guestOK(a.roomState))
 	// timeline_relations.go
 	rt.Handle("GET "+c+"/v1/rooms/{roomId}/relations/{eventId}", a.guestOK(a.relations))
 	rt.Handle("GET "+c+"/v1/rooms/{roomId}/relations/{eventId}/{relType}", a.guestOK(a.relations))
 	rt.Handle("GET "+c+"/v1/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}", a.guestOK(a.relations))
-	rt.Handle("GET "+c+"/v1/rooms/{roomId}/threads", a.guestOK(a.threads))
+	rt.Handle("GET "+c+"/v1/rooms/{roomId}/threads", a.authed(a.threads))
 	// timeline_reports.go
 	rt.Handle("POST "+c+"/v3/rooms/{roomId}/report/{eventId}", a.authed(a.reportEvent))
 	rt.Handle("POST "+c+"/v3/rooms/{roomId}/report", a.authed(a.reportRoom))

@@ -237,3 +237,39 @@ func TestTimestampToEvent(t *testing.T) {
 		hstest.MustErr(t, eve.Do(t, "GET", path(mid, "f"), nil), 403, "M_FORBIDDEN")
 	})
 }
+
+// Guests read the rooms they may (client-server API, "Guest access"); a
+// former member who forgot a room reads nothing more of it.
+func TestTimelineGuestsAndForgotten(t *testing.T) {
+	t.Parallel()
+	hstest.Each(t, hstest.Options{Guests: true}, func(t *testing.T, hs *hstest.Server) {
+		alice := hs.Register(t, "alice", "pw")
+		bob := hs.Register(t, "bob", "pw")
+		r := hs.Anon().Do(t, "POST", c3+"/register?kind=guest", map[string]any{})
+		guest := hs.Anon().WithToken(hstest.Str(t, hstest.MustOK(t, r), "access_token"))
+		pub := createRoom(t, alice, map[string]any{"preset": "public_chat"})
+		putState(t, alice, pub, "m.room.history_visibility", "", map[string]any{"history_visibility": "world_readable"})
+		e := send(t, alice, pub, "m.room.message", msg("hello guests"))
+		if got := bodies(getPage(t, guest, pub, "dir=b").Chunk); !slices.Equal(got, []string{"hello guests"}) {
+			t.Errorf("guest reads %v", got)
+		}
+		getEv(t, guest, pub, e)
+		hstest.MustOK(t, guest.Do(t, "GET", roomPath(pub, "/members"), nil))
+		hstest.MustOK(t, guest.Do(t, "GET", relationsPath(pub, e, ""), nil))
+		hstest.MustErr(t, guest.Do(t, "GET", roomPath(pub, "/joined_members"), nil), 403, "M_GUEST_ACCESS_FORBIDDEN")
+		hstest.MustErr(t, guest.Do(t, "GET", c1+"/rooms/"+url.PathEscape(pub)+"/threads", nil), 403, "M_GUEST_ACCESS_FORBIDDEN")
+		hstest.MustErr(t, guest.Do(t, "POST", roomPath(pub, "/report"), map[string]any{"reason": "x"}), 403, "M_GUEST_ACCESS_FORBIDDEN")
+
+		priv := createRoom(t, alice, map[string]any{"preset": "public_chat"})
+		join(t, bob, priv)
+		send(t, alice, priv, "m.room.message", msg("seen"))
+		hstest.MustErr(t, guest.Do(t, "GET", messagesPath(priv, "dir=b"), nil), 403, "M_FORBIDDEN")
+		hstest.MustOK(t, bob.Do(t, "POST", roomPath(priv, "/leave"), map[string]any{}))
+		if got := bodies(getPage(t, bob, priv, "dir=b").Chunk); !slices.Equal(got, []string{"seen"}) {
+			t.Errorf("bob after leaving reads %v", got)
+		}
+		hstest.MustOK(t, bob.Do(t, "POST", roomPath(priv, "/forget"), map[string]any{}))
+		hstest.MustErr(t, bob.Do(t, "GET", messagesPath(priv, "dir=b"), nil), 403, "M_FORBIDDEN")
+		hstest.MustErr(t, bob.Do(t, "GET", roomPath(priv, "/state"), nil), 403, "M_FORBIDDEN")
+	})
+}
