@@ -468,23 +468,23 @@ func (s *Service) page(ctx context.Context, q pageQuery) ([]*store.Event, store.
 	budget := max(q.limit*10, 500)
 	var out []*store.Event
 	scanned := 0
+	after := func(ev *store.Event) store.TopoPos {
+		if q.backwards {
+			return gapBefore(ev)
+		}
+		return gapAfter(ev)
+	}
 	for len(out) < q.limit {
-		want := q.limit - len(out)
+		// Read at least a few events at a time, so that a small page of a
+		// sparse history does not cost a statement per event.
+		fetch := min(max(q.limit-len(out), 20), MaxLimit)
 		batch, err := s.db.RoomTimeline(ctx, store.TimelineQuery{
-			Room: q.room, From: pos, Backwards: q.backwards, To: q.to, MaxStream: maxStream, Filter: sf, Limit: want,
+			Room: q.room, From: pos, Backwards: q.backwards, To: q.to, MaxStream: maxStream, Filter: sf, Limit: fetch,
 		})
 		if err != nil {
 			return nil, pos, false, err
 		}
 		scanned += len(batch)
-		if len(batch) > 0 {
-			last := batch[len(batch)-1]
-			if q.backwards {
-				pos = gapBefore(last)
-			} else {
-				pos = gapAfter(last)
-			}
-		}
 		matched := batch[:0:0]
 		for _, ev := range batch {
 			if q.filter.Match(ev) {
@@ -495,8 +495,22 @@ func (s *Service) page(ctx context.Context, q pageQuery) ([]*store.Event, store.
 		if err != nil {
 			return nil, pos, false, err
 		}
-		out = append(out, vis...)
-		if len(batch) < want {
+		keep := make(map[id.EventID]bool, len(vis))
+		for _, ev := range vis {
+			keep[ev.EventID()] = true
+		}
+		short := len(batch) < fetch
+		for i, ev := range batch {
+			pos = after(ev)
+			if !keep[ev.EventID()] {
+				continue
+			}
+			out = append(out, ev)
+			if len(out) == q.limit {
+				return out, pos, short && i == len(batch)-1, nil
+			}
+		}
+		if short {
 			return out, pos, true, nil
 		}
 		if scanned >= budget {

@@ -255,6 +255,22 @@ func TestMessagesVisibility(t *testing.T) {
 		if got := all(alice); len(got) != 4 {
 			t.Errorf("alice sees %v, want all 4 messages", got)
 		}
+		// Page by page, through the history bob may not see, to the end.
+		var paged []ev
+		p := getPage(t, bob, roomID, "dir=b", "limit=1")
+		for i := 0; ; i++ {
+			if i > 10 {
+				t.Fatal("bob's pagination does not end")
+			}
+			paged = append(paged, p.Chunk...)
+			if p.End == nil {
+				break
+			}
+			p = getPage(t, bob, roomID, "dir=b", "limit=1", "from="+q(*p.End))
+		}
+		if got := bodies(paged); !slices.Equal(got, []string{"bob speaks", "while joined"}) {
+			t.Errorf("bob paging one by one sees %v", got)
+		}
 		hstest.MustErr(t, bob.Do(t, "GET", roomPath(roomID, "/event/"+url.PathEscape(before)), nil), 404, "M_NOT_FOUND")
 		hstest.MustErr(t, bob.Do(t, "GET", roomPath(roomID, "/context/"+url.PathEscape(before)), nil), 404, "M_NOT_FOUND")
 		getEv(t, bob, roomID, during)
