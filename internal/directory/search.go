@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sort"
 	"strings"
 
@@ -240,7 +241,17 @@ func (s *Service) searchRoomEvents(ctx context.Context, who user.Identity, c *Ro
 	if err != nil {
 		return nil, err
 	}
-	q := store.SearchQuery{Match: match, Types: types, Senders: f.Senders, NotSenders: f.NotSenders, Recent: recent}
+	// Events of the users who.UserID ignores are hidden, as in every
+	// timeline (client-server API, "Ignoring Users").
+	ignored, err := s.rooms.IgnoredUsers(ctx, who.UserID)
+	if err != nil {
+		return nil, err
+	}
+	notSenders := slices.Clone(f.NotSenders)
+	for u := range ignored {
+		notSenders = append(notSenders, u)
+	}
+	q := store.SearchQuery{Match: match, Types: types, Senders: f.Senders, NotSenders: notSenders, Recent: recent}
 	if f.Senders != nil && len(f.Senders) == 0 {
 		return res, nil
 	}
@@ -318,7 +329,7 @@ func (s *Service) searchRoomEvents(ctx context.Context, who user.Identity, c *Ro
 	for i, h := range hits {
 		r := SearchResult{Rank: h.hit.Rank, Result: formatted[i]}
 		if c.EventContext != nil {
-			if r.Context, err = s.context(ctx, who, byRoom[h.hit.Event.RoomID()], h.hit.Event, before, after, c.EventContext.IncludeProfile); err != nil {
+			if r.Context, err = s.context(ctx, who, byRoom[h.hit.Event.RoomID()], h.hit.Event, before, after, c.EventContext.IncludeProfile, ignored); err != nil {
 				return nil, err
 			}
 		}
@@ -407,11 +418,16 @@ func (s *Service) visible(ctx context.Context, u id.UserID, rooms map[id.RoomID]
 // context returns the events around a result that who may see, with
 // pagination tokens for /messages and, if asked, the senders' profiles as
 // of the result.
-func (s *Service) context(ctx context.Context, who user.Identity, r searchRoom, ev *store.Event, before, after int, profiles bool) (*ResultContext, error) {
+func (s *Service) context(ctx context.Context, who user.Identity, r searchRoom, ev *store.Event, before, after int, profiles bool, ignored map[id.UserID]bool) (*ResultContext, error) {
+	// Tokens name gaps between events, as /messages and /context give
+	// them: the gap before an event is its own position, the gap after it
+	// the next stream position at its depth.
 	pos := store.TopoPos{Depth: ev.Depth(), Stream: ev.StreamPos}
+	gapBefore := func(e *store.Event) string { return room.TopoToken(e.Depth(), e.StreamPos).String() }
+	gapAfter := func(e *store.Event) string { return room.TopoToken(e.Depth(), e.StreamPos+1).String() }
 	out := &ResultContext{
-		Start:        room.TopoToken(pos.Depth, pos.Stream).String(),
-		End:          room.TopoToken(pos.Depth, pos.Stream).String(),
+		Start:        gapBefore(ev),
+		End:          gapAfter(ev),
 		EventsBefore: []json.RawMessage{},
 		EventsAfter:  []json.RawMessage{},
 	}
@@ -427,10 +443,21 @@ func (s *Service) context(ctx context.Context, who user.Identity, r searchRoom, 
 		if err != nil || len(evs) == 0 {
 			return nil, "", err
 		}
+		// The token is past the last event read, seen or not, so that
+		// paginating from it goes on beyond the hidden ones.
 		last := evs[len(evs)-1]
-		tok := room.TopoToken(last.Depth(), last.StreamPos).String()
+		tok := gapAfter(last)
+		if backwards {
+			tok = gapBefore(last)
+		}
 		vis, err := s.rooms.Visible(ctx, who.UserID, joined, evs)
-		return vis, tok, err
+		kept := vis[:0]
+		for _, e := range vis {
+			if !ignored[e.Sender()] {
+				kept = append(kept, e)
+			}
+		}
+		return kept, tok, err
 	}
 	evsBefore, start, err := read(true, before)
 	if err != nil {

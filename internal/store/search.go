@@ -11,7 +11,10 @@ import (
 // Full-text search of events (client-server API, "Server Side Search").
 // The index (table event_search, migration 0004) is an FTS5 table on SQLite
 // and a tsvector column with a GIN index on PostgreSQL; triggers keep it in
-// step with events, redactions included. Both stem English words.
+// step with events, redactions included. Neither stems: stemming is
+// language-specific, and a stemmed index defeats prefix queries (English
+// stems "every" to "everi", which no longer begins "everyone"). Words match
+// by prefix instead, on both engines alike.
 
 // SearchTerm is one term of a full-text query: a word, or a phrase of
 // words that must follow each other. Words hold only letters and digits.
@@ -187,7 +190,7 @@ func (db *DB) searchSQL(q SearchQuery, count bool) (string, []any, bool) {
 	var sel, from, rank string
 	if db.dialect == Postgres {
 		rank = "ts_rank_cd(s.vector, tq.query)"
-		from = ` FROM event_search s CROSS JOIN to_tsquery('english', $1) AS tq (query)
+		from = ` FROM event_search s CROSS JOIN to_tsquery('simple', $1) AS tq (query)
 			JOIN events e ON e.event_nid = s.event_nid JOIN rooms r ON r.room_nid = e.room_nid`
 		where = append([]string{"s.vector @@ tq.query"}, where...)
 	} else {

@@ -156,9 +156,12 @@ func TestSearchEvents(t *testing.T) {
 			}
 		}
 
-		t.Run("prefix and stemming", func(t *testing.T) {
+		t.Run("prefix", func(t *testing.T) {
 			sameSet(t, "martian", search(t, store.SearchQuery{Match: words("martian")}), m1, m2, m4, name)
 			sameSet(t, "mart", search(t, store.SearchQuery{Match: words("mart")}), m1, m2, m4, name)
+			sameSet(t, "every (no stemming to defeat the prefix)", search(t, store.SearchQuery{Match: words("every")}), m2)
+			sameSet(t, "martians is not a prefix of martian", search(t, store.SearchQuery{Match: words("martians"), Types: []string{"m.room.name"}}))
+			sameSet(t, "THE (no stop words, any case)", search(t, store.SearchQuery{Match: words("THE")}), m1, m4)
 			sameSet(t, "jupiter (m.topic text/plain)", search(t, store.SearchQuery{Match: words("jupiter")}), topic)
 		})
 		t.Run("and, phrase, not, or", func(t *testing.T) {
@@ -168,7 +171,7 @@ func TestSearchEvents(t *testing.T) {
 			wrongOrder := [][]store.SearchTerm{{{Words: []string{"men", "green"}}}}
 			sameSet(t, `"men green"`, search(t, store.SearchQuery{Match: wrongOrder}))
 			not := [][]store.SearchTerm{{{Words: []string{"martians"}}, {Words: []string{"kitchen"}, Negated: true}}}
-			sameSet(t, "martians -kitchen", search(t, store.SearchQuery{Match: not}), m1, m2, name)
+			sameSet(t, "martians -kitchen", search(t, store.SearchQuery{Match: not}), m1, m2)
 			or := [][]store.SearchTerm{{{Words: []string{"venus"}}}, {{Words: []string{"jupiter"}}}}
 			sameSet(t, "venus OR jupiter", search(t, store.SearchQuery{Match: or}), m3, topic)
 			onlyNot := [][]store.SearchTerm{{{Words: []string{"martians"}, Negated: true}}}
@@ -182,13 +185,13 @@ func TestSearchEvents(t *testing.T) {
 		})
 		t.Run("recent and pages", func(t *testing.T) {
 			all := search(t, store.SearchQuery{Match: words("martians"), Recent: true})
-			want := []id.EventID{name.EventID(), m4.EventID(), m2.EventID(), m1.EventID()}
+			want := []id.EventID{m4.EventID(), m2.EventID(), m1.EventID()}
 			if !slices.Equal(all, want) {
 				t.Fatalf("recent = %v, want %v", all, want)
 			}
 			page := search(t, store.SearchQuery{Match: words("martians"), Recent: true, Before: m4.StreamPos, Limit: 1})
-			if !slices.Equal(page, want[2:3]) {
-				t.Errorf("recent before %d limit 1 = %v, want %v", m4.StreamPos, page, want[2:3])
+			if !slices.Equal(page, want[1:2]) {
+				t.Errorf("recent before %d limit 1 = %v, want %v", m4.StreamPos, page, want[1:2])
 			}
 			ranked := search(t, store.SearchQuery{Match: words("martians")})
 			rest := search(t, store.SearchQuery{Match: words("martians"), Offset: 1})
@@ -196,13 +199,13 @@ func TestSearchEvents(t *testing.T) {
 				t.Errorf("rank offset 1 = %v, want %v", rest, ranked[1:])
 			}
 			n, err := db.CountSearch(ctx, store.SearchQuery{Match: words("martians"), Rooms: both, Types: allTypes, Limit: 1})
-			if err != nil || n != 4 {
-				t.Errorf("CountSearch = %d, %v; want 4", n, err)
+			if err != nil || n != 3 {
+				t.Errorf("CountSearch = %d, %v; want 3", n, err)
 			}
 		})
 		t.Run("filters", func(t *testing.T) {
 			sameSet(t, "senders bob", search(t, store.SearchQuery{Match: words("martians"), Senders: []id.UserID{bob}}), m2)
-			sameSet(t, "not senders bob", search(t, store.SearchQuery{Match: words("martians"), NotSenders: []id.UserID{bob}}), m1, m4, name)
+			sameSet(t, "not senders bob", search(t, store.SearchQuery{Match: words("martians"), NotSenders: []id.UserID{bob}}), m1, m4)
 			sameSet(t, "names only", search(t, store.SearchQuery{Match: words("martian"), Types: []string{"m.room.name"}}), name)
 			sameSet(t, "room 2", search(t, store.SearchQuery{Match: words("martians"), Rooms: []store.SearchRoom{{RoomID: r2}}}), m4)
 			sameSet(t, "room 1 up to m1", search(t, store.SearchQuery{Match: words("martians"), Rooms: []store.SearchRoom{{RoomID: r1, MaxStream: m1.StreamPos}}}), m1)
@@ -211,7 +214,7 @@ func TestSearchEvents(t *testing.T) {
 		t.Run("redaction removes the text", func(t *testing.T) {
 			mustRedact(t, rs, alice, r1, m1.EventID())
 			sameSet(t, "coming after redaction", search(t, store.SearchQuery{Match: words("coming")}))
-			sameSet(t, "martians after redaction", search(t, store.SearchQuery{Match: words("martians")}), m2, m4, name)
+			sameSet(t, "martians after redaction", search(t, store.SearchQuery{Match: words("martians")}), m2, m4)
 		})
 		t.Run("encrypted rooms are not searched", func(t *testing.T) {
 			mustState(t, rs, alice, r2, "m.room.encryption", `{"algorithm":"m.megolm.v1.aes-sha2"}`)

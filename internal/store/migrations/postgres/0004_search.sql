@@ -52,7 +52,10 @@ END $$;
 
 -- Full-text index of the searchable text of events: content.body of
 -- m.room.message, content.name of m.room.name, content.topic of
--- m.room.topic. English stemming, as the SQLite twin's porter tokenizer.
+-- m.room.topic. The 'simple' configuration folds case and neither stems
+-- nor drops stop words, whatever the language: queries match words by
+-- prefix instead, as on SQLite (which also folds diacritics; PostgreSQL
+-- does not without the unaccent extension).
 CREATE TABLE event_search (
     event_nid BIGINT PRIMARY KEY REFERENCES events (event_nid) ON DELETE CASCADE,
     vector    tsvector NOT NULL
@@ -73,7 +76,7 @@ BEGIN
     IF NEW.stream_pos IS NOT NULL AND NOT NEW.rejected AND NOT NEW.soft_failed THEN
         t := polder_search_text(NEW.type, NEW.json);
         IF t IS NOT NULL AND t <> '' THEN
-            INSERT INTO event_search (event_nid, vector) VALUES (NEW.event_nid, to_tsvector('english', t));
+            INSERT INTO event_search (event_nid, vector) VALUES (NEW.event_nid, to_tsvector('simple', t));
         END IF;
     END IF;
     RETURN NULL;
@@ -89,7 +92,7 @@ EXECUTE FUNCTION polder_event_search();
 
 -- Index the events stored before this migration.
 INSERT INTO event_search (event_nid, vector)
-SELECT event_nid, to_tsvector('english', t) FROM (
+SELECT event_nid, to_tsvector('simple', t) FROM (
     SELECT event_nid, polder_search_text(type, json) AS t FROM events
     WHERE type IN ('m.room.message', 'm.room.name', 'm.room.topic')
         AND stream_pos IS NOT NULL AND NOT rejected AND NOT soft_failed) s

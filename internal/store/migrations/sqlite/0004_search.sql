@@ -12,12 +12,13 @@
 -- the first text/plain body of content["m.topic"]["m.text"]). The rowid is
 -- the event_nid. Contentless: the text is already in events.json, the index
 -- keeps only the tokens; contentless_delete lets a redaction remove a row.
--- porter stems English words, unicode61 folds case and diacritics.
+-- unicode61 folds case and diacritics. No stemming, in any language: the
+-- queries match words by prefix instead, as on PostgreSQL ('simple').
 CREATE VIRTUAL TABLE event_search USING fts5(
     body,
     content = '',
     contentless_delete = 1,
-    tokenize = 'porter unicode61 remove_diacritics 2'
+    tokenize = 'unicode61 remove_diacritics 2'
 );
 
 -- Only timeline events (not outliers), neither rejected nor soft-failed,
