@@ -7,7 +7,9 @@ import (
 	"polder.dev/polder/internal/hstest"
 )
 
-func visibilityPath(roomID string) string { return c3 + "/directory/list/room/" + url.PathEscape(roomID) }
+func visibilityPath(roomID string) string {
+	return c3 + "/directory/list/room/" + url.PathEscape(roomID)
+}
 
 // publicRoomsPage is a /publicRooms response.
 type publicRoomsPage struct {

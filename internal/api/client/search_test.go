@@ -25,8 +25,8 @@ type searchAnswer struct {
 					EventsAfter  []ev                      `json:"events_after"`
 				} `json:"context"`
 			} `json:"results"`
-			State     map[string][]ev `json:"state"`
-			Groups    map[string]map[string]struct {
+			State  map[string][]ev `json:"state"`
+			Groups map[string]map[string]struct {
 				NextBatch string   `json:"next_batch"`
 				Order     int      `json:"order"`
 				Results   []string `json:"results"`
