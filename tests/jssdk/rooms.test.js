@@ -77,8 +77,13 @@ for (const engine of engines()) {
     });
 
     it("chats, and each sees the other's messages in order", async () => {
+      // Each message waits for the other to see the one before, as people
+      // do: then both timelines have one order.
+      const seen = (c, id) => waitFor(`${c.getUserId()} sees ${id}`, () => timeline(c, roomId).some((e) => e.id === id));
       ({ event_id: firstMsg } = await alice.sendTextMessage(roomId, "hello bob"));
+      await seen(bob, firstMsg);
       const { event_id: reply } = await bob.sendTextMessage(roomId, "hello alice");
+      await seen(alice, reply);
       const { event_id: third } = await alice.sendTextMessage(roomId, "how are you?");
       for (const [who, c] of [["alice", alice], ["bob", bob]]) {
         await waitFor(`${who} sees all three messages`, () => {
@@ -161,6 +166,9 @@ for (const engine of engines()) {
       for (const [who, c] of [["alice", alice], ["bob", bob]]) {
         await waitFor(`${who} sees the tombstone`, () => c.getRoom(roomId)?.currentState.getStateEvents("m.room.tombstone", "")?.getContent().replacement_room === newRoom);
       }
+      // The old room was invite-only, and so is the new one: clients
+      // (Element's upgrade dialog) invite the members, the server does not.
+      await alice.invite(newRoom, bob.getUserId());
       await bob.joinRoom(newRoom);
       await waitFor("bob in the new room", () => bob.getRoom(newRoom)?.getMyMembership() === "join");
       const created = bob.getRoom(newRoom).currentState.getStateEvents("m.room.create", "");

@@ -43,6 +43,10 @@ func (a *API) Routes(rt *api.Router) {
 	a.userdataRoutes(rt)  // userdata_*.go: account data, tags, typing, receipts, read markers, presence
 	a.directoryRoutes(rt) // directory_*.go: aliases, public rooms, profiles, user directory, search, reports
 
+	// Push rules: the predefined ones (push.go).
+	rt.Handle("GET "+c+"/v3/pushrules/", a.guestOK(a.getPushRules))
+	rt.Handle("GET "+c+"/v3/pushrules/global/", a.guestOK(a.getGlobalPushRules))
+
 	// Synapse-compatible admin API.
 	const s = "/_synapse/admin"
 	rt.Handle("GET "+s+"/v1/server_version", a.errs.H(a.serverVersion))
