@@ -31,7 +31,9 @@ type Token struct {
 func StreamToken(p notify.Position) Token { return Token{Stream: p.Stream, Typing: p.Typing} }
 
 // TopoToken is the topological token of an event position.
-func TopoToken(depth, stream int64) Token { return Token{Topological: true, Depth: depth, Stream: stream} }
+func TopoToken(depth, stream int64) Token {
+	return Token{Topological: true, Depth: depth, Stream: stream}
+}
 
 // Position is the notifier position of a stream token.
 func (t Token) Position() notify.Position { return notify.Position{Stream: t.Stream, Typing: t.Typing} }

@@ -124,3 +124,52 @@ func TestCreateRoomErrors(t *testing.T) {
 		}
 	})
 }
+
+// Knocking (room versions 7+): a knock on a knock room, accepted by an
+// invite; refused on a room that does not allow it.
+func TestKnock(t *testing.T) {
+	t.Parallel()
+	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
+		alice := hs.Register(t, "alice", "pw")
+		bob := hs.Register(t, "bob", "pw")
+		knockRoom := createRoom(t, alice, map[string]any{"room_version": "10", "initial_state": []any{
+			map[string]any{"type": "m.room.join_rules", "state_key": "", "content": map[string]any{"join_rule": "knock"}},
+		}})
+		inviteRoom := createRoom(t, alice, map[string]any{"room_version": "10"})
+		oldRoom := createRoom(t, alice, map[string]any{"room_version": "6", "initial_state": []any{
+			map[string]any{"type": "m.room.join_rules", "state_key": "", "content": map[string]any{"join_rule": "knock"}},
+		}})
+		hstest.MustErr(t, bob.Do(t, "POST", c3+"/knock/"+url.PathEscape(inviteRoom), map[string]any{}), 403, "M_FORBIDDEN")
+		hstest.MustErr(t, bob.Do(t, "POST", c3+"/knock/"+url.PathEscape(oldRoom), map[string]any{}), 403, "M_FORBIDDEN")
+		r := hstest.MustOK(t, bob.Do(t, "POST", c3+"/knock/"+url.PathEscape(knockRoom), map[string]any{"reason": "let me in"}))
+		if r["room_id"] != knockRoom {
+			t.Errorf("knock answered %v", r)
+		}
+		m := hstest.MustOK(t, alice.Do(t, "GET", roomPath(knockRoom, "/state/m.room.member/"+url.PathEscape(hs.UserID("bob"))), nil))
+		if m["membership"] != "knock" || m["reason"] != "let me in" {
+			t.Errorf("bob's member event after knocking: %v", m)
+		}
+		hstest.MustOK(t, alice.Do(t, "POST", roomPath(knockRoom, "/invite"), map[string]any{"user_id": hs.UserID("bob")}))
+		hstest.MustOK(t, bob.Do(t, "POST", roomPath(knockRoom, "/join"), nil))
+	})
+}
+
+// Guests join only rooms whose guest_access is can_join, and may only
+// send messages.
+func TestGuestJoin(t *testing.T) {
+	t.Parallel()
+	hstest.Each(t, hstest.Options{Guests: true}, func(t *testing.T, hs *hstest.Server) {
+		alice := hs.Register(t, "alice", "pw")
+		g := hstest.MustOK(t, hs.Anon().Do(t, "POST", c3+"/register?kind=guest", map[string]any{}))
+		guest := hs.Anon().WithToken(hstest.Str(t, g, "access_token"))
+		closed := createRoom(t, alice, map[string]any{"preset": "public_chat"})
+		open := createRoom(t, alice, map[string]any{"preset": "public_chat", "initial_state": []any{
+			map[string]any{"type": "m.room.guest_access", "state_key": "", "content": map[string]any{"guest_access": "can_join"}},
+		}})
+		hstest.MustErr(t, guest.Do(t, "POST", roomPath(closed, "/join"), nil), 403, "M_FORBIDDEN")
+		hstest.MustOK(t, guest.Do(t, "POST", roomPath(open, "/join"), nil))
+		hstest.MustOK(t, guest.Do(t, "PUT", roomPath(open, "/send/m.room.message/g1"), map[string]any{"msgtype": "m.text", "body": "hi"}))
+		hstest.MustErr(t, guest.Do(t, "PUT", roomPath(open, "/send/org.example.custom/g2"), map[string]any{}), 403, "M_GUEST_ACCESS_FORBIDDEN")
+		hstest.MustErr(t, guest.Do(t, "POST", c3+"/createRoom", map[string]any{}), 403, "M_GUEST_ACCESS_FORBIDDEN")
+	})
+}
