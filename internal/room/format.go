@@ -62,7 +62,7 @@ func (s *Service) Format(ctx context.Context, evs []*store.Event, v Viewer, o Fo
 	var agg map[id.EventID][]byte
 	if !o.NoAggregations {
 		var err error
-		if agg, err = s.bundled(ctx, evs, v); err != nil {
+		if agg, err = s.bundled(ctx, evs, v, o); err != nil {
 			return nil, err
 		}
 	}

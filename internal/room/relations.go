@@ -85,14 +85,14 @@ func (s *Service) checkRelation(ctx context.Context, pdu *event.PDU) error {
 // API, "Aggregations of child events"). State events get none. Children
 // from users the viewer ignores are left out, and a former member of the
 // room sees none sent after it left.
-func (s *Service) bundled(ctx context.Context, evs []*store.Event, v Viewer) (map[id.EventID][]byte, error) {
-	return s.aggregate(ctx, evs, v, true)
+func (s *Service) bundled(ctx context.Context, evs []*store.Event, v Viewer, o FormatOptions) (map[id.EventID][]byte, error) {
+	return s.aggregate(ctx, evs, v, true, o)
 }
 
 // aggregate builds the bundled aggregations of evs, thread summaries only
 // if threads (a thread's latest event gets its edits and references but
 // no thread of its own, which also bounds the recursion).
-func (s *Service) aggregate(ctx context.Context, evs []*store.Event, v Viewer, threads bool) (map[id.EventID][]byte, error) {
+func (s *Service) aggregate(ctx context.Context, evs []*store.Event, v Viewer, threads bool, o FormatOptions) (map[id.EventID][]byte, error) {
 	byRoom := map[id.RoomID][]id.EventID{}
 	senders := map[id.EventID]id.UserID{}
 	var rooms []id.RoomID
@@ -115,14 +115,14 @@ func (s *Service) aggregate(ctx context.Context, evs []*store.Event, v Viewer, t
 	}
 	out := map[id.EventID][]byte{}
 	for _, roomID := range rooms {
-		if err := s.aggregateRoom(ctx, roomID, byRoom[roomID], senders, v, ignored, threads, out); err != nil {
+		if err := s.aggregateRoom(ctx, roomID, byRoom[roomID], senders, v, ignored, threads, o, out); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
 }
 
-func (s *Service) aggregateRoom(ctx context.Context, roomID id.RoomID, parents []id.EventID, senders map[id.EventID]id.UserID, v Viewer, ignored map[id.UserID]bool, threads bool, out map[id.EventID][]byte) error {
+func (s *Service) aggregateRoom(ctx context.Context, roomID id.RoomID, parents []id.EventID, senders map[id.EventID]id.UserID, v Viewer, ignored map[id.UserID]bool, threads bool, o FormatOptions, out map[id.EventID][]byte) error {
 	r := reader{user: v.UserID}
 	if v.UserID != "" {
 		m, err := s.db.UserMembership(ctx, roomID, v.UserID)
@@ -166,7 +166,7 @@ func (s *Service) aggregateRoom(ctx context.Context, roomID id.RoomID, parents [
 	}
 	var latestAgg map[id.EventID][]byte
 	if len(latest) > 0 {
-		if latestAgg, err = s.aggregate(ctx, latest, v, false); err != nil {
+		if latestAgg, err = s.aggregate(ctx, latest, v, false, o); err != nil {
 			return err
 		}
 	}
@@ -180,7 +180,7 @@ func (s *Service) aggregateRoom(ctx context.Context, roomID id.RoomID, parents [
 			// thread.
 			mine := t.Participated || (v.UserID != "" && senders[parent] == v.UserID)
 			th = cjson.Set(nil, th, "current_user_participated", []byte(strconv.FormatBool(mine)))
-			th = cjson.Set(nil, th, "latest_event", s.formatOne(t.Latest, v, nil, latestAgg[t.Latest.EventID()], now, FormatOptions{}))
+			th = cjson.Set(nil, th, "latest_event", s.formatOne(t.Latest, v, nil, latestAgg[t.Latest.EventID()], now, FormatOptions{NoRoomID: o.NoRoomID, Federation: o.Federation}))
 			rel = cjson.Set(nil, rel, "m.thread", th)
 			n++
 		}
@@ -188,7 +188,7 @@ func (s *Service) aggregateRoom(ctx context.Context, roomID id.RoomID, parents [
 			if !validEdit(edit) {
 				continue
 			}
-			rel = cjson.Set(nil, rel, "m.replace", s.formatOne(edit, v, nil, nil, now, FormatOptions{}))
+			rel = cjson.Set(nil, rel, "m.replace", s.formatOne(edit, v, nil, nil, now, FormatOptions{NoRoomID: o.NoRoomID, Federation: o.Federation}))
 			n++
 			break
 		}
