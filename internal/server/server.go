@@ -146,13 +146,22 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	}, db, s.Notify, log.With("component", "user"))
 
 	s.Rooms = room.New(room.Config{ServerName: cfg.ServerName, Key: s.key}, db, s.Notify, log.With("component", "room"))
+	persisted := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "polder_events_persisted_total",
+		Help: "Room events persisted by this process.",
+	})
+	s.reg.MustRegister(persisted, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "polder_sync_waiting",
+		Help: "Long-polling /sync requests waiting for news.",
+	}, func() float64 { return float64(s.Notify.Waiting()) }))
+	s.Rooms.OnEvent = func(*store.Event) { persisted.Inc() }
 	svc := client.Services{Rooms: s.Rooms}
 	s.Typing = typing.New(typing.Config{}, db, s.Notify)
 	s.Receipts = receipt.New(db, s.Notify)
 	s.Presence = presence.New(presence.Config{}, db, s.Notify, log.With("component", "presence"))
 	svc.Typing, svc.Receipts, svc.Presence = s.Typing, s.Receipts, s.Presence
 	svc.Directory = directory.New(directory.Config{ServerName: cfg.ServerName}, db, s.Rooms, log.With("component", "directory"))
-	s.Sync = sync.New(db, s.Rooms, s.Notify, sync.Sources{Users: s.Users}, log.With("component", "sync"))
+	s.Sync = sync.New(db, s.Rooms, s.Notify, sync.Sources{Users: s.Users, Typing: s.Typing, Receipts: s.Receipts, Presence: s.Presence}, log.With("component", "sync"))
 	svc.Sync = s.Sync
 
 	rt := api.NewRouter()
