@@ -335,6 +335,12 @@ func (a *API) sendMessage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// Sending counts as activity for presence, as in Synapse.
+	if a.svc.Presence != nil {
+		if err := a.svc.Presence.Active(r.Context(), who.UserID); err != nil {
+			a.log.Warn("presence update after send", "user_id", who.UserID, "err", err)
+		}
+	}
 	return api.OK(w, map[string]any{"event_id": ev.EventID()})
 }
 
