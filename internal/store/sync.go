@@ -516,126 +516,71 @@ func (db *DB) RoomHeroes(ctx context.Context, rooms []id.RoomID, exclude id.User
 	return out, err
 }
 
-// UnreadRoom asks for a user's unread notifications in one room.
-type UnreadRoom struct {
-	RoomID id.RoomID
-	// Floor: events at or before it never count (the user's membership
-	// event: a user is not notified of what happened before it joined).
-	Floor int64
-	// To: events after it are not counted (the sync's position).
-	To int64
-	// Needles are lower-case strings; counted events whose JSON contains
-	// one (ASCII case-insensitively) are returned as Candidates for the
-	// caller's highlight rules.
-	Needles []string
-}
-
-// Unread is what UnreadCounts finds in one room.
-type Unread struct {
-	// Counts holds, per thread (the thread root's event ID; "" for the
-	// main timeline), the notifying events after the user's read
-	// position in that thread.
-	Counts map[string]int
-	// Candidates are the counted events whose JSON contains a needle.
-	Candidates []UnreadEvent
-}
-
-// UnreadEvent is a counted event that may be a highlight.
-type UnreadEvent struct {
-	Thread string
-	JSON   []byte // the event in the federation format
+// ReadReceipts returns the positions (stream positions of the receipted
+// events) of user's furthest m.read or m.read.private receipts, per room and
+// thread: "" for unthreaded receipts, "main" for the main timeline, else
+// the thread root's event ID (client-server API, "Receipts").
+func (db *DB) ReadReceipts(ctx context.Context, user id.UserID) (map[id.RoomID]map[string]int64, error) {
+	out := map[id.RoomID]map[string]int64{}
+	err := db.read(ctx, "read_receipts", func(q querier) error {
+		rows, err := q.QueryContext(ctx, `SELECT room_id, thread_id, MAX(event_pos) FROM receipts
+			WHERE user_id = $1 AND receipt_type IN ('m.read', 'm.read.private') GROUP BY room_id, thread_id`, string(user))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var r id.RoomID
+			var thread string
+			var pos int64
+			if err := rows.Scan(&r, &thread, &pos); err != nil {
+				return err
+			}
+			if out[r] == nil {
+				out[r] = map[string]int64{}
+			}
+			out[r][thread] = pos
+		}
+		return rows.Err()
+	})
+	return out, err
 }
 
 // threadExpr is the thread an event belongs to for notification counts:
 // the root of an m.thread relation, else the main timeline ("").
 const threadExpr = `CASE WHEN e.rel_type = 'm.thread' THEN e.relates_to ELSE '' END`
 
-// UnreadCounts counts, per room and thread, the events of the given types
-// sent by others after user's read position (client-server API,
-// "Receiving notifications"). The read position of a thread is the latest
-// of: the user's unthreaded m.read or m.read.private receipt, its receipt
-// for that thread ("main" for the main timeline), and the user's own latest
-// event in that thread (sending an event reads up to it), never before the
-// room's Floor. Edits (m.replace relations) do not count.
-func (db *DB) UnreadCounts(ctx context.Context, user id.UserID, rooms []UnreadRoom, types []string) (map[id.RoomID]Unread, error) {
-	out := make(map[id.RoomID]Unread, len(rooms))
-	if len(rooms) == 0 || len(types) == 0 {
-		return out, nil
-	}
-	err := db.read(ctx, "unread_counts", func(q querier) error {
-		ids := make([]id.RoomID, len(rooms))
-		for i, r := range rooms {
-			ids[i] = r.RoomID
+// OwnLatest returns, for each range, the stream position of user's own
+// latest event in it per thread ("" for the main timeline): sending an
+// event reads up to it. Rooms without one are left out.
+func (db *DB) OwnLatest(ctx context.Context, user id.UserID, ranges []StreamRange) (map[id.RoomID]map[string]int64, error) {
+	out := map[id.RoomID]map[string]int64{}
+	err := db.read(ctx, "own_latest", func(q querier) error {
+		rooms := make([]id.RoomID, len(ranges))
+		for i, r := range ranges {
+			rooms[i] = r.RoomID
 		}
-		nids, err := roomNIDs(ctx, q, ids)
+		nids, err := roomNIDs(ctx, q, rooms)
 		if err != nil {
 			return err
 		}
-		// The user's receipts: room -> thread ("" unthreaded) -> position.
-		receipts := map[id.RoomID]map[string]int64{}
-		rows, err := q.QueryContext(ctx, `SELECT room_id, thread_id, MAX(event_pos) FROM receipts
-			WHERE user_id = $1 AND receipt_type IN ('m.read', 'm.read.private') GROUP BY room_id, thread_id`, string(user))
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var r id.RoomID
-			var thread string
-			var pos int64
-			if err := rows.Scan(&r, &thread, &pos); err != nil {
-				rows.Close()
-				return err
-			}
-			if receipts[r] == nil {
-				receipts[r] = map[string]int64{}
-			}
-			if thread == "main" {
-				thread = mainThread
-			}
-			receipts[r][thread] = pos
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		// base[i] is the room's lowest read position (unthreaded receipt or
-		// floor); bounds[i] the threads read further.
-		type roomQ struct {
-			UnreadRoom
-			nid    int64
-			base   int64
-			bounds map[string]int64
-		}
-		var qs []*roomQ
-		for _, r := range rooms {
-			nid, ok := nids[r.RoomID]
-			if !ok {
-				continue
-			}
-			rq := &roomQ{UnreadRoom: r, nid: nid, base: max(r.Floor, receipts[r.RoomID][""]), bounds: map[string]int64{}}
-			for thread, pos := range receipts[r.RoomID] {
-				if thread != "" {
-					if thread == mainThread {
-						thread = ""
-					}
-					if pos > rq.base {
-						rq.bounds[thread] = pos
-					}
-				}
-			}
-			if rq.base < rq.To {
-				qs = append(qs, rq)
-			}
-		}
-		// The user's own latest event per thread.
-		for chunk := range chunks(qs, roomsPerStatement) {
+		for chunk := range chunks(ranges, roomsPerStatement) {
 			var b strings.Builder
-			for i, rq := range chunk {
-				if i > 0 {
+			n := 0
+			for i, r := range chunk {
+				nid, ok := nids[r.RoomID]
+				if !ok || r.To <= r.From {
+					continue
+				}
+				if n > 0 {
 					b.WriteString(" UNION ALL ")
 				}
+				n++
 				fmt.Fprintf(&b, `SELECT %d, `+threadExpr+`, MAX(e.stream_pos) FROM events e WHERE e.room_nid = %d
-					AND e.stream_pos > %d AND e.stream_pos <= %d AND e.sender = $1 GROUP BY `+threadExpr, i, rq.nid, rq.base, rq.To)
+					AND e.stream_pos > %d AND e.stream_pos <= %d AND e.sender = $1 GROUP BY `+threadExpr, i, nid, r.From, r.To)
+			}
+			if n == 0 {
+				continue
 			}
 			rows, err := q.QueryContext(ctx, b.String(), string(user))
 			if err != nil {
@@ -649,16 +594,77 @@ func (db *DB) UnreadCounts(ctx context.Context, user id.UserID, rooms []UnreadRo
 					rows.Close()
 					return err
 				}
-				if b := chunk[i].bounds; pos > b[thread] {
-					b[thread] = pos
+				r := chunk[i].RoomID
+				if out[r] == nil {
+					out[r] = map[string]int64{}
 				}
+				out[r][thread] = pos
 			}
 			rows.Close()
 			if err := rows.Err(); err != nil {
 				return err
 			}
 		}
-		// Counts and highlight candidates.
+		return nil
+	})
+	return out, err
+}
+
+// UnreadQuery asks for the events of one room that may notify a user.
+type UnreadQuery struct {
+	RoomID id.RoomID
+	// From and To bound the events counted: stream positions in (From, To].
+	From, To int64
+	// Read holds the read position of threads read further than From
+	// ("" for the main timeline): their events at or before it do not
+	// count.
+	Read map[string]int64
+	// Needles are lower-case strings; counted events whose JSON contains
+	// one (ASCII case-insensitively) are returned as Candidates for the
+	// caller's highlight rules.
+	Needles []string
+}
+
+// Unread is what UnreadCounts finds in one room.
+type Unread struct {
+	// Counts holds the counted events per thread (the thread root's event
+	// ID; "" for the main timeline).
+	Counts map[string]int
+	// Candidates are the counted events whose JSON contains a needle.
+	Candidates []UnreadEvent
+}
+
+// UnreadEvent is a counted event that may be a highlight.
+type UnreadEvent struct {
+	Thread string
+	JSON   []byte // the event in the federation format
+}
+
+// UnreadCounts counts, per room and thread, the timeline events of the
+// given types that others sent in the query's range and after the thread's
+// read position (client-server API, "Receiving notifications"). Edits
+// (m.replace relations) do not count. The rules that decide the read
+// positions (receipts, the user's own events) are the caller's.
+func (db *DB) UnreadCounts(ctx context.Context, user id.UserID, queries []UnreadQuery, types []string) (map[id.RoomID]Unread, error) {
+	out := make(map[id.RoomID]Unread, len(queries))
+	if len(queries) == 0 || len(types) == 0 {
+		return out, nil
+	}
+	err := db.read(ctx, "unread_counts", func(q querier) error {
+		rooms := make([]id.RoomID, len(queries))
+		for i, r := range queries {
+			rooms[i] = r.RoomID
+		}
+		nids, err := roomNIDs(ctx, q, rooms)
+		if err != nil {
+			return err
+		}
+		var qs []UnreadQuery
+		for _, r := range queries {
+			if _, ok := nids[r.RoomID]; ok && r.From < r.To {
+				qs = append(qs, r)
+			}
+		}
 		for chunk := range chunks(qs, roomsPerStatement) {
 			args := []any{string(user)}
 			typeList := make([]string, len(types))
@@ -666,23 +672,30 @@ func (db *DB) UnreadCounts(ctx context.Context, user id.UserID, rooms []UnreadRo
 				args = append(args, t)
 				typeList[i] = "$" + strconv.Itoa(len(args))
 			}
-			inner := func(rq *roomQ, cols string) string {
-				return `SELECT ` + cols + ` FROM events e WHERE e.room_nid = ` + strconv.FormatInt(rq.nid, 10) +
-					` AND e.stream_pos > ` + strconv.FormatInt(rq.base, 10) + ` AND e.stream_pos <= ` + strconv.FormatInt(rq.To, 10) +
+			inner := func(rq UnreadQuery, cols string) string {
+				return `SELECT ` + cols + ` FROM events e WHERE e.room_nid = ` + strconv.FormatInt(nids[rq.RoomID], 10) +
+					` AND e.stream_pos > ` + strconv.FormatInt(rq.From, 10) + ` AND e.stream_pos <= ` + strconv.FormatInt(rq.To, 10) +
 					` AND e.sender <> $1 AND e.type IN (` + strings.Join(typeList, ", ") + `)` + timelineCond +
 					` AND (e.rel_type IS NULL OR e.rel_type <> 'm.replace')`
 			}
-			bound := func(rq *roomQ, args *[]any) string {
-				if len(rq.bounds) == 0 {
-					return "TRUE"
-				}
+			bound := func(rq UnreadQuery, args *[]any) string {
 				var b strings.Builder
-				b.WriteString("x.stream_pos > CASE x.thread")
-				for thread, pos := range rq.bounds {
+				n := 0
+				for thread, pos := range rq.Read {
+					if pos <= rq.From {
+						continue
+					}
+					if n == 0 {
+						b.WriteString("x.stream_pos > CASE x.thread")
+					}
+					n++
 					*args = append(*args, thread)
 					fmt.Fprintf(&b, " WHEN $%d THEN %d", len(*args), pos)
 				}
-				fmt.Fprintf(&b, " ELSE %d END", rq.base)
+				if n == 0 {
+					return "TRUE"
+				}
+				fmt.Fprintf(&b, " ELSE %d END", rq.From)
 				return b.String()
 			}
 			var cb, hb strings.Builder
@@ -764,6 +777,30 @@ func (db *DB) UnreadCounts(ctx context.Context, user id.UserID, rooms []UnreadRo
 	return out, err
 }
 
-// mainThread stands for the "main" receipt thread while bounds are
-// gathered; it cannot be an event ID.
-const mainThread = "\x00main"
+// PresenceChangedPeers returns the users whose presence changed at stream
+// positions in (from, to] and who are user itself or share a joined room
+// with it. It reads the range of presence changes (presence_stream) and
+// checks each changed user's rooms, so that an incremental sync pays for
+// the changes, not for the size of its rooms.
+func (db *DB) PresenceChangedPeers(ctx context.Context, user id.UserID, from, to int64) ([]id.UserID, error) {
+	var out []id.UserID
+	err := db.read(ctx, "presence_changed_peers", func(q querier) error {
+		rows, err := q.QueryContext(ctx, `SELECT p.user_id FROM presence p WHERE p.stream_pos > $2 AND p.stream_pos <= $3
+			AND (p.user_id = $1 OR EXISTS (SELECT 1 FROM memberships o JOIN memberships m ON m.room_nid = o.room_nid
+				WHERE o.user_id = p.user_id AND o.membership = 'join' AND m.user_id = $1 AND m.membership = 'join'))
+			ORDER BY p.stream_pos`, string(user), from, to)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var u id.UserID
+			if err := rows.Scan(&u); err != nil {
+				return err
+			}
+			out = append(out, u)
+		}
+		return rows.Err()
+	})
+	return out, err
+}

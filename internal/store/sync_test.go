@@ -260,57 +260,74 @@ func TestSyncUnreadCounts(t *testing.T) {
 		}
 		m1 := msg("one")
 		msg("Hello ALICE")
-		root := w.send(r, alice, "m.room.message", `{"body":"root"}`) // alice's own: reads the main timeline
+		root := w.send(r, alice, "m.room.message", `{"body":"root"}`)
 		inThread := func(body string) *store.Event {
 			return w.send(r, bob, "m.room.message", `{"body":"`+body+`","m.relates_to":{"rel_type":"m.thread","event_id":"`+string(root.EventID())+`"}}`)
 		}
 		t1 := inThread("t1")
 		inThread("t2 alice")
-		msg("two")
+		two := msg("two")
 		w.send(r, bob, "m.room.message", `{"body":"edit","m.relates_to":{"rel_type":"m.replace","event_id":"`+string(m1.EventID())+`"}}`)
 		w.send(r, bob, "m.reaction", `{"m.relates_to":{"rel_type":"m.annotation","event_id":"`+string(m1.EventID())+`","key":"x"}}`)
 		end, _ := db.StreamPos(ctx)
 		types := []string{"m.room.message"}
-		q := []store.UnreadRoom{{RoomID: r, Floor: 0, To: end, Needles: []string{"alice"}}}
+		rootID := string(root.EventID())
 
-		got, err := db.UnreadCounts(ctx, alice, q, types)
+		// Own latest events per thread.
+		own, err := db.OwnLatest(ctx, bob, []store.StreamRange{{RoomID: r, From: join.StreamPos, To: end}, {RoomID: "!unknown:hs.test", To: end}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if own[r][""] != end || own[r][rootID] != t1.StreamPos+1 || len(own) != 1 {
+			t.Errorf("OwnLatest(bob) = %v, want main at the reaction (%d), thread at t2", own, end)
+		}
+		if own, _ := db.OwnLatest(ctx, alice, []store.StreamRange{{RoomID: r, From: root.StreamPos, To: end}}); len(own) != 0 {
+			t.Errorf("OwnLatest after alice's last event = %v, want none", own)
+		}
+
+		// Counting from the start, the main timeline read up to the root.
+		q := store.UnreadQuery{RoomID: r, From: join.StreamPos, To: end, Read: map[string]int64{"": root.StreamPos}, Needles: []string{"alice"}}
+		got, err := db.UnreadCounts(ctx, alice, []store.UnreadQuery{q}, types)
 		if err != nil {
 			t.Fatal(err)
 		}
 		u := got[r]
-		// Main: "two" (one and hello are before alice's own root); thread:
-		// t1, t2. The edit and the reaction do not count.
-		if u.Counts[""] != 1 || u.Counts[string(root.EventID())] != 2 || len(u.Counts) != 2 {
+		// Main: "two" (one and hello are read); thread: t1 and t2. The
+		// edit and the reaction do not count.
+		if u.Counts[""] != 1 || u.Counts[rootID] != 2 || len(u.Counts) != 2 {
 			t.Errorf("counts = %v, want main 1, thread 2", u.Counts)
 		}
-		if len(u.Candidates) != 1 || u.Candidates[0].Thread != string(root.EventID()) {
+		if len(u.Candidates) != 1 || u.Candidates[0].Thread != rootID {
 			t.Errorf("candidates = %+v, want the thread's t2 (hello ALICE is read)", u.Candidates)
 		}
-		// A threaded receipt reads the thread only.
-		if _, err := db.PutReceipt(ctx, store.Receipt{RoomID: r, UserID: alice, Type: "m.read", ThreadID: string(root.EventID()), EventID: t1.EventID()}, t1.StreamPos); err != nil {
+		// A range that starts later, with the thread read up to t1.
+		q = store.UnreadQuery{RoomID: r, From: root.StreamPos, To: two.StreamPos, Read: map[string]int64{rootID: t1.StreamPos}}
+		got, _ = db.UnreadCounts(ctx, alice, []store.UnreadQuery{q}, types)
+		if u := got[r]; u.Counts[""] != 1 || u.Counts[rootID] != 1 || u.Candidates != nil {
+			t.Errorf("later range: %+v, want main 1 (two), thread 1 (t2), no candidates without needles", u)
+		}
+		// Everything read.
+		q = store.UnreadQuery{RoomID: r, From: end, To: end}
+		if got, _ := db.UnreadCounts(ctx, alice, []store.UnreadQuery{q}, types); len(got[r].Counts) != 0 {
+			t.Errorf("empty range counts %v", got[r].Counts)
+		}
+
+		// Receipts, per thread.
+		if _, err := db.PutReceipt(ctx, store.Receipt{RoomID: r, UserID: alice, Type: "m.read", ThreadID: rootID, EventID: t1.EventID()}, t1.StreamPos); err != nil {
 			t.Fatal(err)
 		}
-		got, _ = db.UnreadCounts(ctx, alice, q, types)
-		if u := got[r]; u.Counts[""] != 1 || u.Counts[string(root.EventID())] != 1 {
-			t.Errorf("after a thread receipt: %v, want main 1, thread 1", u.Counts)
-		}
-		// An unthreaded private receipt at the end reads everything.
-		if _, err := db.PutReceipt(ctx, store.Receipt{RoomID: r, UserID: alice, Type: "m.read.private", EventID: "$x"}, end); err != nil {
+		if _, err := db.PutReceipt(ctx, store.Receipt{RoomID: r, UserID: alice, Type: "m.read.private", EventID: m1.EventID()}, m1.StreamPos); err != nil {
 			t.Fatal(err)
 		}
-		got, _ = db.UnreadCounts(ctx, alice, q, types)
-		if len(got[r].Counts) != 0 || len(got[r].Candidates) != 0 {
-			t.Errorf("after reading all: %+v, want nothing", got[r])
+		if _, err := db.PutReceipt(ctx, store.Receipt{RoomID: r, UserID: alice, Type: "m.read", EventID: root.EventID()}, root.StreamPos); err != nil {
+			t.Fatal(err)
 		}
-		// Bob: the floor (his join) and his own messages; alice's root
-		// after his last message in the main timeline counts.
-		got, _ = db.UnreadCounts(ctx, bob, []store.UnreadRoom{{RoomID: r, Floor: join.StreamPos, To: end}}, types)
-		if got[r].Counts[""] != 0 {
-			t.Errorf("bob's main count = %v, want 0 (his own 'two' came after alice's root)", got[r].Counts)
+		rs, err := db.ReadReceipts(ctx, alice)
+		if err != nil {
+			t.Fatal(err)
 		}
-		got, _ = db.UnreadCounts(ctx, bob, []store.UnreadRoom{{RoomID: r, Floor: join.StreamPos, To: root.StreamPos}}, types)
-		if got[r].Counts[""] != 1 {
-			t.Errorf("bob's main count up to the root = %v, want 1", got[r].Counts)
+		if rs[r][""] != root.StreamPos || rs[r][rootID] != t1.StreamPos || len(rs) != 1 {
+			t.Errorf("ReadReceipts = %v, want unthreaded at the root (the furthest of m.read and m.read.private), thread at t1", rs)
 		}
 	})
 }

@@ -10,7 +10,9 @@ import (
 
 var Glob = glob
 
-func ApplyFields(paths []string, ev json.RawMessage) json.RawMessage { return parseFields(paths).apply(ev) }
+func ApplyFields(paths []string, ev json.RawMessage) json.RawMessage {
+	return parseFields(paths).apply(ev)
+}
 
 var SplitPath = splitPath
 

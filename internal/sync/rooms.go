@@ -751,11 +751,14 @@ func (b *builder) stateIDs(sp *roomSpec, heroes []id.UserID) []id.EventID {
 
 // summaries returns the summaries of the joined rooms (client-server API,
 // "RoomSummary"): member counts, and heroes when the room has neither a
-// name nor a canonical alias.
+// name nor a canonical alias; for rooms whose state at since is known,
+// only when one of those changed.
 func (b *builder) summaries(ctx context.Context, specs []*roomSpec) (map[id.RoomID]*Summary, error) {
 	var rooms, nameless []id.RoomID
 	for _, sp := range specs {
-		if sp.kind != kindJoin {
+		if sp.kind != kindJoin || !sp.full && !summaryChanged(sp.prev, sp.end) {
+			// The spec lets an unchanged summary be left out: counting
+			// a big room's members for every message is not free.
 			continue
 		}
 		rooms = append(rooms, sp.id)
@@ -783,6 +786,25 @@ func (b *builder) summaries(ctx context.Context, specs []*roomSpec) (map[id.Room
 		out[r] = s
 	}
 	return out, nil
+}
+
+// summaryChanged reports whether what a summary is made of (members, name,
+// canonical alias) differs between two states.
+func summaryChanged(prev, end stateres.StateMap) bool {
+	relevant := func(k stateres.StateKey) bool {
+		return k.Type == event.TypeMember || k == nameKey || k == aliasKey
+	}
+	for k, v := range end {
+		if relevant(k) && prev[k] != v {
+			return true
+		}
+	}
+	for k := range prev {
+		if _, ok := end[k]; !ok && relevant(k) {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *builder) contentOf(eid id.EventID) []byte {
@@ -996,16 +1018,26 @@ func (b *builder) presence(ctx context.Context) error {
 	if !pf.MatchType("m.presence") {
 		return nil
 	}
-	users, err := b.s.db.SharedRoomUsers(ctx, b.req.User)
-	if err != nil {
-		return err
-	}
-	if !slices.Contains(users, b.req.User) {
-		users = append(users, b.req.User)
-	}
+	var users []id.UserID
 	var from int64
-	if b.since != nil {
+	var err error
+	if b.since == nil {
+		if users, err = b.s.db.SharedRoomUsers(ctx, b.req.User); err != nil {
+			return err
+		}
+		if !slices.Contains(users, b.req.User) {
+			users = append(users, b.req.User)
+		}
+	} else {
+		// Incremental: start from the few presence changes since the
+		// token rather than from everyone the user shares a room with.
 		from = b.since.Stream
+		if users, err = b.s.db.PresenceChangedPeers(ctx, b.req.User, from, b.to.Stream); err != nil {
+			return err
+		}
+		if len(users) == 0 {
+			return nil
+		}
 	}
 	evs, err := b.s.src.Presence.Since(ctx, users, from, b.to.Stream)
 	if err != nil {

@@ -115,6 +115,8 @@ type Service struct {
 	src   Sources
 	log   *slog.Logger
 	lazy  *lazyCache
+	// unread keeps unread counts between syncs (unread.go).
+	unread unreadCache
 
 	// life ends when the server shuts down: long-polls return then.
 	life context.Context

@@ -847,3 +847,51 @@ func TestSyncErrors(t *testing.T) {
 	})
 }
 
+// Unread counts carried from sync to sync agree with counts made afresh
+// (after a restart, which empties the process's caches).
+func TestSyncUnreadCountsKept(t *testing.T) {
+	t.Parallel()
+	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
+		alice := hs.Register(t, "alice", "pw")
+		bob := hs.Register(t, "bob", "pw")
+		roomID := createRoom(t, alice, map[string]any{"preset": "public_chat"})
+		hstest.MustOK(t, bob.Do(t, "POST", roomPath(roomID, "/join"), nil))
+		split := syncFilter(map[string]any{"room": map[string]any{"timeline": map[string]any{"unread_thread_notifications": true}}})
+		tok := doSync(t, alice, split).NextBatch
+		root := sendText(t, alice, roomID, "root")
+		var last syncResponse
+		step := func(what string, act func()) {
+			t.Helper()
+			act()
+			last = doSync(t, alice, split+"&"+syncSince(tok))
+			tok = last.NextBatch
+		}
+		thread := func(body string) {
+			syncSend(t, bob, roomID, "m.room.message", map[string]any{"msgtype": "m.text", "body": body,
+				"m.relates_to": map[string]any{"rel_type": "m.thread", "event_id": root}})
+		}
+		step("two messages", func() { sendText(t, bob, roomID, "a"); sendText(t, bob, roomID, "hi alice") })
+		step("thread", func() { thread("t1"); thread("t2 alice") })
+		step("own message", func() { sendText(t, alice, roomID, "mine") })
+		var lastMsg string
+		step("more", func() { lastMsg = sendText(t, bob, roomID, "b"); thread("t3") })
+		step("thread receipt", func() {
+			hstest.MustOK(t, alice.Do(t, "POST", roomPath(roomID, "/receipt/m.read/"+url.PathEscape(lastMsg)), map[string]any{"thread_id": "main"}))
+		})
+		step("after receipt", func() { sendText(t, bob, roomID, "c alice"); thread("t4") })
+		kept := doSync(t, alice, split).join(roomID)
+		hs.Restart(t)
+		fresh := doSync(t, alice, split).join(roomID)
+		if kept == nil || fresh == nil {
+			t.Fatalf("room missing")
+		}
+		if *kept.Unread != *fresh.Unread || fmt.Sprint(kept.UnreadThreads) != fmt.Sprint(fresh.UnreadThreads) {
+			t.Errorf("kept counts %+v %v differ from fresh ones %+v %v", *kept.Unread, kept.UnreadThreads, *fresh.Unread, fresh.UnreadThreads)
+		}
+		// Main: "c alice" after the main receipt; thread: t1..t4 (no
+		// thread receipt; alice's own message was in the main timeline).
+		if fresh.Unread.Notifications != 1 || fresh.Unread.Highlights != 1 || fresh.UnreadThreads[root].Notifications != 4 || fresh.UnreadThreads[root].Highlights != 1 {
+			t.Errorf("counts = %+v %v, want main 1/1 and thread 4/1", *fresh.Unread, fresh.UnreadThreads)
+		}
+	})
+}
