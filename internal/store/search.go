@@ -129,13 +129,17 @@ func (db *DB) CountSearch(ctx context.Context, q SearchQuery) (int, error) {
 }
 
 // searchSQL builds the query of a search, or reports that it can match
-// nothing.
+// nothing. On PostgreSQL event_search holds copies of the columns searches
+// filter and order by, so that only the page returned is joined to events;
+// on SQLite the contentless FTS5 table holds tokens only, and each match is
+// joined to events (a rowid lookup in the same process).
 func (db *DB) searchSQL(q SearchQuery, count bool) (string, []any, bool) {
 	if len(q.Rooms) == 0 || len(q.Types) == 0 {
 		return "", nil, false
 	}
+	pg := db.dialect == Postgres
 	var match string
-	if db.dialect == Postgres {
+	if pg {
 		match = tsquery(q.Match)
 	} else {
 		match = fts5Query(q.Match)
@@ -155,63 +159,62 @@ func (db *DB) searchSQL(q SearchQuery, count bool) (string, []any, bool) {
 		}
 		return strings.Join(ps, ", ")
 	}
-	where := []string{}
-	// Rooms, with their bounds.
-	var free []string
-	var bounded []string
+	// c is the table the event's columns are read from.
+	var c, from, rank string
+	var where []string
+	if pg {
+		c = "s"
+		from = ` FROM event_search s CROSS JOIN to_tsquery('simple', $1) AS tq (query)`
+		rank = "ts_rank_cd(s.vector, tq.query)"
+		where = []string{"s.vector @@ tq.query"}
+	} else {
+		c = "e"
+		from = ` FROM event_search JOIN events e ON e.event_nid = event_search.rowid`
+		rank = "-bm25(event_search)"
+		// The triggers index only timeline events that are neither
+		// rejected nor soft-failed; checking again costs nothing here.
+		where = []string{"event_search MATCH $1", "e.stream_pos IS NOT NULL", "NOT e.rejected", "NOT e.soft_failed", "e.redacted_by IS NULL"}
+	}
+	// Rooms, with their bounds. "The search will not include rooms that
+	// are end to end encrypted."
+	const searchable = `SELECT r.room_nid FROM rooms r JOIN room_stats rs ON rs.room_nid = r.room_nid WHERE NOT rs.encrypted AND r.room_id`
+	var free, rooms []string
 	for _, r := range q.Rooms {
 		if r.MaxStream <= 0 {
 			free = append(free, string(r.RoomID))
 			continue
 		}
-		bounded = append(bounded, fmt.Sprintf("(r.room_id = %s AND e.stream_pos <= %s)", arg(string(r.RoomID)), arg(r.MaxStream)))
+		rooms = append(rooms, fmt.Sprintf("(%s.room_nid IN (%s = %s) AND %s.stream_pos <= %s)",
+			c, searchable, arg(string(r.RoomID)), c, arg(r.MaxStream)))
 	}
 	if len(free) > 0 {
-		bounded = append(bounded, "r.room_id IN ("+list(free)+")")
+		rooms = append(rooms, c+".room_nid IN ("+searchable+" IN ("+list(free)+"))")
 	}
-	where = append(where, "("+strings.Join(bounded, " OR ")+")")
-	where = append(where, "e.type IN ("+list(q.Types)+")")
+	where = append(where, "("+strings.Join(rooms, " OR ")+")")
+	where = append(where, c+".type IN ("+list(q.Types)+")")
 	if len(q.Senders) > 0 {
-		where = append(where, "e.sender IN ("+list(senderStrings(q.Senders))+")")
+		where = append(where, c+".sender IN ("+list(senderStrings(q.Senders))+")")
 	}
 	if len(q.NotSenders) > 0 {
-		where = append(where, "e.sender NOT IN ("+list(senderStrings(q.NotSenders))+")")
+		where = append(where, c+".sender NOT IN ("+list(senderStrings(q.NotSenders))+")")
 	}
 	if q.Recent && q.Before > 0 {
-		where = append(where, "e.stream_pos < "+arg(q.Before))
+		where = append(where, c+".stream_pos < "+arg(q.Before))
 	}
-	// The triggers index only timeline events that are neither rejected
-	// nor soft-failed; checking again costs nothing and guards a flag set
-	// by a path the triggers do not see.
-	where = append(where, "e.stream_pos IS NOT NULL", "NOT e.rejected", "NOT e.soft_failed", "e.redacted_by IS NULL")
-	// "The search will not include rooms that are end to end encrypted."
-	where = append(where, "NOT EXISTS (SELECT 1 FROM room_stats rs WHERE rs.room_nid = e.room_nid AND rs.encrypted)")
-
-	var sel, from, rank string
-	if db.dialect == Postgres {
-		rank = "ts_rank_cd(s.vector, tq.query)"
-		from = ` FROM event_search s CROSS JOIN to_tsquery('simple', $1) AS tq (query)
-			JOIN events e ON e.event_nid = s.event_nid JOIN rooms r ON r.room_nid = e.room_nid`
-		where = append([]string{"s.vector @@ tq.query"}, where...)
-	} else {
-		rank = "-bm25(event_search)"
-		from = ` FROM event_search JOIN events e ON e.event_nid = event_search.rowid JOIN rooms r ON r.room_nid = e.room_nid`
-		where = append([]string{"event_search MATCH $1"}, where...)
-	}
+	cond := " WHERE " + strings.Join(where, " AND ")
 	if count {
-		sel = "SELECT COUNT(*)"
-		return sel + from + " WHERE " + strings.Join(where, " AND "), args, true
+		return "SELECT COUNT(*)" + from + cond, args, true
 	}
-	sel = "SELECT e.event_id, " + rank + " AS rank"
-	order := " ORDER BY rank DESC, e.stream_pos DESC"
+	order := " ORDER BY score DESC, pos DESC"
 	if q.Recent {
-		order = " ORDER BY e.stream_pos DESC"
+		order = " ORDER BY pos DESC"
 	}
 	limit := " LIMIT " + arg(max(q.Limit, 0))
 	if !q.Recent && q.Offset > 0 {
 		limit += " OFFSET " + arg(q.Offset)
 	}
-	return sel + from + " WHERE " + strings.Join(where, " AND ") + order + limit, args, true
+	page := "SELECT " + c + ".event_nid AS nid, " + c + ".stream_pos AS pos, " + rank + " AS score" + from + cond + order + limit
+	return "SELECT p.event_id, x.score FROM (" + page + ") x JOIN events p ON p.event_nid = x.nid" + order, args, true
 }
 
 func senderStrings(us []id.UserID) []string {
