@@ -243,63 +243,9 @@ func (s *Service) visible(ctx context.Context, r reader, ignored map[id.UserID]b
 	return s.visibleBatch(ctx, r.user, r.joined, kept)
 }
 
-// visibleBatch decides as Visible does, reading the states after all the
-// events and the events they name in two batches rather than a few
-// queries per event.
+// visibleBatch is Visible (one batched read of states for a page).
 func (s *Service) visibleBatch(ctx context.Context, user id.UserID, currentlyJoined bool, evs []*store.Event) ([]*store.Event, error) {
-	eids := make([]id.EventID, len(evs))
-	for i, ev := range evs {
-		eids[i] = ev.EventID()
-	}
-	states, err := s.db.StatesAfter(ctx, eids)
-	if err != nil {
-		return nil, err
-	}
-	hvKey := stateres.StateKey{Type: event.TypeHistoryVisibility}
-	memberKey := stateres.StateKey{Type: event.TypeMember, StateKey: string(user)}
-	var need []id.EventID
-	seen := map[id.EventID]bool{}
-	for _, st := range states {
-		for _, k := range []stateres.StateKey{hvKey, memberKey} {
-			if eid, ok := st[k]; ok && !seen[eid] && (k == hvKey || user != "") {
-				seen[eid] = true
-				need = append(need, eid)
-			}
-		}
-	}
-	contents := make(map[id.EventID][]byte, len(need))
-	if len(need) > 0 {
-		loaded, err := s.db.Events(ctx, need)
-		if err != nil {
-			return nil, err
-		}
-		for _, ev := range loaded {
-			contents[ev.EventID()] = ev.Content()
-		}
-	}
-	out := make([]*store.Event, 0, len(evs))
-	for _, ev := range evs {
-		st, ok := states[ev.EventID()]
-		if !ok {
-			continue // an outlier: never shown
-		}
-		vis := Shared
-		if eid, ok := st[hvKey]; ok {
-			if v, ok := getString(contents[eid], "history_visibility"); ok {
-				vis = v
-			}
-		}
-		membership := ""
-		if ev.Type() == event.TypeMember && ev.StateKey() != nil && *ev.StateKey() == string(user) {
-			membership, _ = getString(ev.Content(), "membership")
-		} else if eid, ok := st[memberKey]; ok && user != "" {
-			membership, _ = getString(contents[eid], "membership")
-		}
-		if visibleTo(vis, membership, currentlyJoined) {
-			out = append(out, ev)
-		}
-	}
-	return out, nil
+	return s.Visible(ctx, user, currentlyJoined, evs)
 }
 
 // IgnoredUsers returns the users a user ignores (its m.ignored_user_list

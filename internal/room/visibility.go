@@ -2,7 +2,6 @@ package room
 
 import (
 	"context"
-	"errors"
 
 	"maunium.net/go/mautrix/id"
 
@@ -22,69 +21,138 @@ const (
 )
 
 // Visible returns the events among evs that user may see, in the same
-// order (client-server API, "Room history visibility"), deciding each by
-// the room's m.room.history_visibility and the user's membership in the
-// state before the event:
+// order (client-server API, "Room history visibility"); currentlyJoined
+// says whether the user is joined now (see VisibleMany).
+func (s *Service) Visible(ctx context.Context, user id.UserID, currentlyJoined bool, evs []*store.Event) ([]*store.Event, error) {
+	joinedNow := map[id.RoomID]bool{}
+	for _, ev := range evs {
+		joinedNow[ev.RoomID()] = currentlyJoined
+	}
+	return s.VisibleMany(ctx, user, evs, joinedNow)
+}
+
+// VisibleMany returns the events among evs, of any rooms, that user may
+// see, in the same order (client-server API, "Room history visibility",
+// server behaviour), deciding each by the room's m.room.history_visibility
+// and the user's membership at the event:
 //   - world_readable: everyone;
 //   - a user joined at the event sees it;
-//   - shared: a user who is joined now sees it (currentlyJoined);
-//   - invited: a user invited or joined at the event sees it;
+//   - shared: a user who is joined now (joinedNow[room]) sees it;
+//   - invited: a user invited at the event sees it;
 //   - joined: only a user joined at the event.
 //
-// A user's own member event is judged by the membership it sets, so that
-// users see their own invites, joins and leaves. An empty user (a guest
-// peeking, or an anonymous reader) sees only world_readable events.
-func (s *Service) Visible(ctx context.Context, user id.UserID, currentlyJoined bool, evs []*store.Event) ([]*store.Event, error) {
-	out := make([]*store.Event, 0, len(evs))
-	contents := map[id.EventID][]byte{}
-	content := func(eid id.EventID) ([]byte, error) {
-		if c, ok := contents[eid]; ok {
-			return c, nil
+// An m.room.history_visibility event is visible if the setting before or
+// after it allows, and the user's own member event if its membership
+// before or after does; a user always sees its own leave after a join or an
+// invite (so that it sees the room go, as Synapse). An empty user (an
+// anonymous reader) sees only world_readable events. Outliers are never
+// shown.
+//
+// The states of all events come from one batched read and the visibility
+// and member events from another: two queries for a page, not two per
+// event.
+func (s *Service) VisibleMany(ctx context.Context, user id.UserID, evs []*store.Event, joinedNow map[id.RoomID]bool) ([]*store.Event, error) {
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	ids := make([]id.EventID, len(evs))
+	for i, ev := range evs {
+		ids[i] = ev.EventID()
+	}
+	states, err := s.db.StatesAfter(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	hvKey := stateres.StateKey{Type: event.TypeHistoryVisibility}
+	memberKey := stateres.StateKey{Type: event.TypeMember, StateKey: string(user)}
+	need := map[id.EventID]bool{}
+	for _, ev := range evs {
+		st := states[ev.EventID()]
+		if st == nil {
+			continue
 		}
-		ev, err := s.db.Event(ctx, eid)
+		if hv := st[hvKey]; hv != "" && hv != ev.EventID() {
+			need[hv] = true
+		}
+		if m := st[memberKey]; m != "" && m != ev.EventID() && user != "" {
+			need[m] = true
+		}
+		if ev.Replaces != "" && (isOwnMember(ev, user) || isHistoryVisibility(ev)) {
+			need[ev.Replaces] = true
+		}
+	}
+	contents := map[id.EventID][]byte{}
+	if len(need) > 0 {
+		list := make([]id.EventID, 0, len(need))
+		for e := range need {
+			list = append(list, e)
+		}
+		loaded, err := s.db.Events(ctx, list)
 		if err != nil {
 			return nil, err
 		}
-		contents[eid] = ev.Content()
-		return ev.Content(), nil
+		for _, e := range loaded {
+			contents[e.EventID()] = e.Content()
+		}
 	}
 	for _, ev := range evs {
-		state, err := s.db.StateAfter(ctx, ev.EventID())
-		if errors.Is(err, store.ErrNotFound) {
+		contents[ev.EventID()] = ev.Content()
+	}
+	field := func(eid id.EventID, key string) string {
+		if eid == "" {
+			return ""
+		}
+		v, _ := getString(contents[eid], key)
+		return v
+	}
+	out := make([]*store.Event, 0, len(evs))
+	for _, ev := range evs {
+		st := states[ev.EventID()]
+		if st == nil {
 			continue // an outlier: never shown
 		}
-		if err != nil {
-			return nil, err
+		vis := historyVisibility(field(st[hvKey], "history_visibility"))
+		joined := joinedNow[ev.RoomID()] && user != ""
+		member := ""
+		if user != "" {
+			member = field(st[memberKey], "membership")
 		}
-		vis := Shared
-		if eid, ok := state[stateres.StateKey{Type: event.TypeHistoryVisibility}]; ok {
-			c, err := content(eid)
-			if err != nil {
-				return nil, err
-			}
-			if v, ok := getString(c, "history_visibility"); ok {
-				vis = v
-			}
+		ok := false
+		switch {
+		case user != "" && isOwnMember(ev, user):
+			after := field(ev.EventID(), "membership")
+			before := field(ev.Replaces, "membership")
+			ok = (after == Leave && (before == Join || before == Invite)) ||
+				visibleTo(vis, after, joined) || visibleTo(vis, before, joined)
+		case isHistoryVisibility(ev):
+			ok = visibleTo(vis, member, joined) || visibleTo(historyVisibility(field(ev.Replaces, "history_visibility")), member, joined)
+		default:
+			ok = visibleTo(vis, member, joined)
 		}
-		// The membership before the event: the state after, swapped back
-		// for a member event of the user itself, whose own membership
-		// counts instead.
-		membership := ""
-		k := stateres.StateKey{Type: event.TypeMember, StateKey: string(user)}
-		if ev.Type() == event.TypeMember && ev.StateKey() != nil && *ev.StateKey() == string(user) {
-			membership, _ = getString(ev.Content(), "membership")
-		} else if eid, ok := state[k]; ok && user != "" {
-			c, err := content(eid)
-			if err != nil {
-				return nil, err
-			}
-			membership, _ = getString(c, "membership")
-		}
-		if visibleTo(vis, membership, currentlyJoined) {
+		if ok {
 			out = append(out, ev)
 		}
 	}
 	return out, nil
+}
+
+func isOwnMember(ev *store.Event, user id.UserID) bool {
+	return ev.Type() == event.TypeMember && ev.StateKey() != nil && *ev.StateKey() == string(user)
+}
+
+func isHistoryVisibility(ev *store.Event) bool {
+	return ev.Type() == event.TypeHistoryVisibility && ev.StateKey() != nil && *ev.StateKey() == ""
+}
+
+// historyVisibility normalises a setting: absent or not understood is
+// shared (spec: "By default if no history_visibility is set, or if the
+// value is not understood, the visibility is assumed to be shared").
+func historyVisibility(v string) string {
+	switch v {
+	case WorldReadable, Invited, Joined:
+		return v
+	}
+	return Shared
 }
 
 func visibleTo(vis, membership string, currentlyJoined bool) bool {
