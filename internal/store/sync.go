@@ -11,6 +11,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -21,6 +22,16 @@ import (
 
 // roomsPerStatement bounds how many rooms one UNION ALL statement covers.
 const roomsPerStatement = 100
+
+// Values go into the statements as parameters, never as literals, so that
+// a statement's text depends only on how many rooms it covers and the
+// prepared statement cache can reuse it.
+
+// param appends v to args and returns its placeholder.
+func param(args *[]any, v any) string {
+	*args = append(*args, v)
+	return "$" + strconv.Itoa(len(*args))
+}
 
 // timelineCond keeps the events that belong in a timeline.
 const timelineCond = ` AND NOT e.rejected AND NOT e.soft_failed`
@@ -80,6 +91,8 @@ func (db *DB) RecentEvents(ctx context.Context, ranges []StreamRange, limit int)
 		}
 		for chunk := range chunks(ranges, roomsPerStatement) {
 			var b strings.Builder
+			var args []any
+			lim := param(&args, limit)
 			n := 0
 			for _, r := range chunk {
 				nid, ok := nids[r.RoomID]
@@ -90,13 +103,13 @@ func (db *DB) RecentEvents(ctx context.Context, ranges []StreamRange, limit int)
 					b.WriteString(" UNION ALL ")
 				}
 				n++
-				fmt.Fprintf(&b, `SELECT * FROM (SELECT `+eventCols+eventFrom+`WHERE e.room_nid = %d AND e.stream_pos > %d AND e.stream_pos <= %d`+
-					timelineCond+` ORDER BY e.stream_pos DESC LIMIT %d) q%d`, nid, r.From, r.To, limit, n)
+				fmt.Fprintf(&b, `SELECT * FROM (SELECT `+eventCols+eventFrom+`WHERE e.room_nid = %s AND e.stream_pos > %s AND e.stream_pos <= %s`+
+					timelineCond+` ORDER BY e.stream_pos DESC LIMIT %s) q%d`, param(&args, nid), param(&args, r.From), param(&args, r.To), lim, n)
 			}
 			if n == 0 {
 				continue
 			}
-			rows, err := q.QueryContext(ctx, b.String())
+			rows, err := q.QueryContext(ctx, b.String(), args...)
 			if err != nil {
 				return err
 			}
@@ -140,14 +153,16 @@ func (db *DB) LatestEventIDs(ctx context.Context, rooms []id.RoomID, at int64) (
 		}
 		for chunk := range chunks(list, roomsPerStatement) {
 			var b strings.Builder
+			var args []any
+			atp := param(&args, at)
 			for i, nid := range chunk {
 				if i > 0 {
 					b.WriteString(" UNION ALL ")
 				}
-				fmt.Fprintf(&b, `SELECT * FROM (SELECT e.room_nid, e.event_id FROM events e WHERE e.room_nid = %d AND e.stream_pos <= %d`+
-					timelineCond+` ORDER BY e.stream_pos DESC LIMIT 1) q%d`, nid, at, i)
+				fmt.Fprintf(&b, `SELECT * FROM (SELECT e.room_nid, e.event_id FROM events e WHERE e.room_nid = %s AND e.stream_pos <= %s`+
+					timelineCond+` ORDER BY e.stream_pos DESC LIMIT 1) q%d`, param(&args, nid), atp, i)
 			}
-			rows, err := q.QueryContext(ctx, b.String())
+			rows, err := q.QueryContext(ctx, b.String(), args...)
 			if err != nil {
 				return err
 			}
@@ -248,14 +263,7 @@ func readSnapshots(ctx context.Context, q querier, cache *snapshotCache, nids []
 	for len(frontier) > 0 {
 		var next []int64
 		for chunk := range chunks(frontier, 500) {
-			var b strings.Builder
-			for i, nid := range chunk {
-				if i > 0 {
-					b.WriteByte(',')
-				}
-				b.WriteString(strconv.FormatInt(nid, 10))
-			}
-			rows, err := q.QueryContext(ctx, `SELECT snapshot_nid, parent FROM state_snapshots WHERE snapshot_nid IN (`+b.String()+`)`)
+			rows, err := q.QueryContext(ctx, `SELECT snapshot_nid, parent FROM state_snapshots WHERE snapshot_nid IN (`+placeholders(1, len(chunk))+`)`, int64Args(chunk)...)
 			if err != nil {
 				return nil, err
 			}
@@ -300,15 +308,8 @@ func readSnapshots(ctx context.Context, q querier, cache *snapshotCache, nids []
 		}
 	}
 	for chunk := range chunks(need, 500) {
-		var b strings.Builder
-		for i, nid := range chunk {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(strconv.FormatInt(nid, 10))
-		}
 		rows, err := q.QueryContext(ctx, `SELECT s.snapshot_nid, s.type, s.state_key, e.event_id FROM state_entries s
-			LEFT JOIN events e ON e.event_nid = s.event_nid WHERE s.snapshot_nid IN (`+b.String()+`)`)
+			LEFT JOIN events e ON e.event_nid = s.event_nid WHERE s.snapshot_nid IN (`+placeholders(1, len(chunk))+`)`, int64Args(chunk)...)
 		if err != nil {
 			return nil, err
 		}
@@ -367,6 +368,14 @@ func readSnapshots(ctx context.Context, q querier, cache *snapshotCache, nids []
 		out[nid] = s
 	}
 	return out, nil
+}
+
+func int64Args(v []int64) []any {
+	out := make([]any, len(v))
+	for i, x := range v {
+		out[i] = x
+	}
+	return out
 }
 
 type snapshotEntry struct {
@@ -471,14 +480,15 @@ func (db *DB) RoomHeroes(ctx context.Context, rooms []id.RoomID, exclude id.User
 		run := func(list []int64, kinds string) error {
 			for chunk := range chunks(list, roomsPerStatement) {
 				var b strings.Builder
+				args := []any{string(exclude), n}
 				for i, nid := range chunk {
 					if i > 0 {
 						b.WriteString(" UNION ALL ")
 					}
-					fmt.Fprintf(&b, `SELECT * FROM (SELECT m.room_nid, m.user_id FROM memberships m WHERE m.room_nid = %d AND m.user_id <> $1
-						AND m.membership IN (%s) ORDER BY m.stream_pos, m.user_id LIMIT %d) q%d`, nid, kinds, n, i)
+					fmt.Fprintf(&b, `SELECT * FROM (SELECT m.room_nid, m.user_id FROM memberships m WHERE m.room_nid = %s AND m.user_id <> $1
+						AND m.membership IN (%s) ORDER BY m.stream_pos, m.user_id LIMIT $2) q%d`, param(&args, nid), kinds, i)
 				}
-				rows, err := q.QueryContext(ctx, b.String(), string(exclude))
+				rows, err := q.QueryContext(ctx, b.String(), args...)
 				if err != nil {
 					return err
 				}
@@ -566,6 +576,7 @@ func (db *DB) OwnLatest(ctx context.Context, user id.UserID, ranges []StreamRang
 		}
 		for chunk := range chunks(ranges, roomsPerStatement) {
 			var b strings.Builder
+			args := []any{string(user)}
 			n := 0
 			for i, r := range chunk {
 				nid, ok := nids[r.RoomID]
@@ -576,13 +587,13 @@ func (db *DB) OwnLatest(ctx context.Context, user id.UserID, ranges []StreamRang
 					b.WriteString(" UNION ALL ")
 				}
 				n++
-				fmt.Fprintf(&b, `SELECT %d, `+threadExpr+`, MAX(e.stream_pos) FROM events e WHERE e.room_nid = %d
-					AND e.stream_pos > %d AND e.stream_pos <= %d AND e.sender = $1 GROUP BY `+threadExpr, i, nid, r.From, r.To)
+				fmt.Fprintf(&b, `SELECT %d, `+threadExpr+`, MAX(e.stream_pos) FROM events e WHERE e.room_nid = %s
+					AND e.stream_pos > %s AND e.stream_pos <= %s AND e.sender = $1 GROUP BY `+threadExpr, i, param(&args, nid), param(&args, r.From), param(&args, r.To))
 			}
 			if n == 0 {
 				continue
 			}
-			rows, err := q.QueryContext(ctx, b.String(), string(user))
+			rows, err := q.QueryContext(ctx, b.String(), args...)
 			if err != nil {
 				return err
 			}
@@ -672,16 +683,22 @@ func (db *DB) UnreadCounts(ctx context.Context, user id.UserID, queries []Unread
 				args = append(args, t)
 				typeList[i] = "$" + strconv.Itoa(len(args))
 			}
-			inner := func(rq UnreadQuery, cols string) string {
-				return `SELECT ` + cols + ` FROM events e WHERE e.room_nid = ` + strconv.FormatInt(nids[rq.RoomID], 10) +
-					` AND e.stream_pos > ` + strconv.FormatInt(rq.From, 10) + ` AND e.stream_pos <= ` + strconv.FormatInt(rq.To, 10) +
+			inner := func(rq UnreadQuery, cols string, args *[]any) string {
+				return `SELECT ` + cols + ` FROM events e WHERE e.room_nid = ` + param(args, nids[rq.RoomID]) +
+					` AND e.stream_pos > ` + param(args, rq.From) + ` AND e.stream_pos <= ` + param(args, rq.To) +
 					` AND e.sender <> $1 AND e.type IN (` + strings.Join(typeList, ", ") + `)` + timelineCond +
 					` AND (e.rel_type IS NULL OR e.rel_type <> 'm.replace')`
 			}
 			bound := func(rq UnreadQuery, args *[]any) string {
 				var b strings.Builder
 				n := 0
-				for thread, pos := range rq.Read {
+				threads := make([]string, 0, len(rq.Read))
+				for thread := range rq.Read {
+					threads = append(threads, thread)
+				}
+				slices.Sort(threads)
+				for _, thread := range threads {
+					pos := rq.Read[thread]
 					if pos <= rq.From {
 						continue
 					}
@@ -689,13 +706,12 @@ func (db *DB) UnreadCounts(ctx context.Context, user id.UserID, queries []Unread
 						b.WriteString("x.stream_pos > CASE x.thread")
 					}
 					n++
-					*args = append(*args, thread)
-					fmt.Fprintf(&b, " WHEN $%d THEN %d", len(*args), pos)
+					fmt.Fprintf(&b, " WHEN %s THEN CAST(%s AS BIGINT)", param(args, thread), param(args, pos))
 				}
 				if n == 0 {
 					return "TRUE"
 				}
-				fmt.Fprintf(&b, " ELSE %d END", rq.From)
+				fmt.Fprintf(&b, " ELSE CAST(%s AS BIGINT) END", param(args, rq.From))
 				return b.String()
 			}
 			var cb, hb strings.Builder
@@ -706,26 +722,25 @@ func (db *DB) UnreadCounts(ctx context.Context, user id.UserID, queries []Unread
 				if i > 0 {
 					cb.WriteString(" UNION ALL ")
 				}
-				fmt.Fprintf(&cb, `SELECT %d, x.thread, COUNT(*) FROM (%s) x WHERE %s GROUP BY x.thread`,
-					i, inner(rq, threadExpr+` AS thread, e.stream_pos`), bound(rq, &cargs))
+				in := inner(rq, threadExpr+` AS thread, e.stream_pos`, &cargs)
+				fmt.Fprintf(&cb, `SELECT %d, x.thread, COUNT(*) FROM (%s) x WHERE %s GROUP BY x.thread`, i, in, bound(rq, &cargs))
 				if len(rq.Needles) == 0 {
 					continue
 				}
+				hin := inner(rq, threadExpr+` AS thread, e.stream_pos, e.json`, &hargs)
 				var match []string
 				for _, n := range rq.Needles {
-					hargs = append(hargs, n)
 					if db.dialect == Postgres {
-						match = append(match, fmt.Sprintf("strpos(lower(convert_from(e.json, 'UTF8')), $%d) > 0", len(hargs)))
+						match = append(match, "strpos(lower(convert_from(e.json, 'UTF8')), "+param(&hargs, n)+") > 0")
 					} else {
-						match = append(match, fmt.Sprintf("instr(lower(CAST(e.json AS TEXT)), $%d) > 0", len(hargs)))
+						match = append(match, "instr(lower(CAST(e.json AS TEXT)), "+param(&hargs, n)+") > 0")
 					}
 				}
 				if nh > 0 {
 					hb.WriteString(" UNION ALL ")
 				}
 				nh++
-				fmt.Fprintf(&hb, `SELECT %d, x.thread, x.json FROM (%s AND (%s)) x WHERE %s`,
-					i, inner(rq, threadExpr+` AS thread, e.stream_pos, e.json`), strings.Join(match, " OR "), bound(rq, &hargs))
+				fmt.Fprintf(&hb, `SELECT %d, x.thread, x.json FROM (%s AND (%s)) x WHERE %s`, i, hin, strings.Join(match, " OR "), bound(rq, &hargs))
 			}
 			rows, err := q.QueryContext(ctx, cb.String(), cargs...)
 			if err != nil {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"reflect"
 	"slices"
 
 	"maunium.net/go/mautrix/id"
@@ -661,19 +662,30 @@ func (b *builder) stateIDs(sp *roomSpec, heroes []id.UserID) []id.EventID {
 	}
 	after := b.req.UseStateAfter
 	chosen := stateres.StateMap{}
+	// Snapshots are shared: the same map means the same state, and a
+	// message-only delta costs no walk over a big room's state.
 	if after {
-		for k, v := range sp.end {
-			if sp.prev[k] != v {
-				chosen[k] = v
+		if !sameState(sp.end, sp.prev) {
+			for k, v := range sp.end {
+				if sp.prev[k] != v {
+					chosen[k] = v
+				}
 			}
 		}
 	} else {
-		for k, v := range sp.start {
-			if sp.prev[k] != v && !inTimeline[v] {
-				chosen[k] = v
+		if !sameState(sp.start, sp.prev) {
+			for k, v := range sp.start {
+				if sp.prev[k] != v && !inTimeline[v] {
+					chosen[k] = v
+				}
 			}
 		}
+		// With the end state the same as the start, the loop below adds
+		// nothing: keys not chosen equal prev or are in the timeline.
 		for k, v := range sp.end {
+			if sameState(sp.end, sp.start) {
+				break
+			}
 			if inTimeline[v] || setByTimeline[k] {
 				continue
 			}
@@ -788,9 +800,18 @@ func (b *builder) summaries(ctx context.Context, specs []*roomSpec) (map[id.Room
 	return out, nil
 }
 
+// sameState reports whether a and b are the same map (states read from
+// the same snapshot are).
+func sameState(a, b stateres.StateMap) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+}
+
 // summaryChanged reports whether what a summary is made of (members, name,
 // canonical alias) differs between two states.
 func summaryChanged(prev, end stateres.StateMap) bool {
+	if sameState(prev, end) {
+		return false
+	}
 	relevant := func(k stateres.StateKey) bool {
 		return k.Type == event.TypeMember || k == nameKey || k == aliasKey
 	}
