@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -892,6 +893,130 @@ func TestSyncUnreadCountsKept(t *testing.T) {
 		// thread receipt; alice's own message was in the main timeline).
 		if fresh.Unread.Notifications != 1 || fresh.Unread.Highlights != 1 || fresh.UnreadThreads[root].Notifications != 4 || fresh.UnreadThreads[root].Highlights != 1 {
 			t.Errorf("counts = %+v %v, want main 1/1 and thread 4/1", *fresh.Unread, fresh.UnreadThreads)
+		}
+	})
+}
+
+// Knocking puts the room in knock with its stripped state; an invite from
+// an ignored user is not sent; summaries come when the members change.
+func TestSyncKnockIgnoredInviteSummary(t *testing.T) {
+	t.Parallel()
+	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
+		alice := hs.Register(t, "alice", "pw")
+		bob := hs.Register(t, "bob", "pw")
+		carol := hs.Register(t, "carol", "pw")
+		knockRoom := createRoom(t, alice, map[string]any{"name": "Knock here", "room_version": "10",
+			"initial_state": []any{map[string]any{"type": "m.room.join_rules", "state_key": "", "content": map[string]any{"join_rule": "knock"}}}})
+		s0 := doSync(t, bob, "")
+		hstest.MustOK(t, bob.Do(t, "POST", c3+"/knock/"+url.PathEscape(knockRoom), map[string]any{"reason": "let me in"}))
+		s1 := doSync(t, bob, syncSince(s0.NextBatch))
+		if s1.Rooms == nil || s1.Rooms.Knock[knockRoom] == nil {
+			t.Fatalf("sync after a knock lacks it: %+v", s1.Rooms)
+		}
+		ks := &s1.Rooms.Knock[knockRoom].KnockState
+		if n := syncFind(ks, "m.room.name", ""); n == nil || n.Content["name"] != "Knock here" {
+			t.Errorf("knock_state lacks the name: %v", syncTypes(ks.Events))
+		}
+		if k := syncFind(ks, "m.room.member", bob.UserID); k == nil || k.Content["membership"] != "knock" {
+			t.Errorf("knock_state lacks the knock: %v", syncTypes(ks.Events))
+		}
+
+		// An invite from an ignored user is not sent.
+		if err := hs.Users().SetAccountData(context.Background(), id.UserID(carol.UserID), "", "m.ignored_user_list",
+			[]byte(`{"ignored_users":{"`+alice.UserID+`":{}}}`)); err != nil {
+			t.Fatal(err)
+		}
+		c0 := doSync(t, carol, "")
+		room2 := createRoom(t, alice, map[string]any{})
+		hstest.MustOK(t, alice.Do(t, "POST", roomPath(room2, "/invite"), map[string]any{"user_id": carol.UserID}))
+		if c1 := doSync(t, carol, syncSince(c0.NextBatch)); c1.Rooms != nil && c1.Rooms.Invite[room2] != nil {
+			t.Errorf("invite from an ignored user was sent")
+		}
+		if c2 := doSync(t, carol, ""); c2.Rooms != nil && c2.Rooms.Invite[room2] != nil {
+			t.Errorf("initial sync has the invite from an ignored user")
+		}
+
+		// Summaries: sent in full, then only when the members change.
+		pub := createRoom(t, alice, map[string]any{"preset": "public_chat"})
+		a0 := doSync(t, alice, "")
+		if s := a0.join(pub).Summary; string(s["m.joined_member_count"]) != "1" || s["m.heroes"] != nil {
+			t.Errorf("initial summary = %v, want 1 joined and no heroes (alice alone)", s)
+		}
+		sendText(t, alice, pub, "just a message")
+		a1 := doSync(t, alice, syncSince(a0.NextBatch))
+		if jr := a1.join(pub); jr == nil || jr.Summary != nil {
+			t.Errorf("summary sent though nothing in it changed: %+v", jr)
+		}
+		hstest.MustOK(t, bob.Do(t, "POST", roomPath(pub, "/join"), nil))
+		a2 := doSync(t, alice, syncSince(a1.NextBatch))
+		s := a2.join(pub).Summary
+		if string(s["m.joined_member_count"]) != "2" || string(s["m.heroes"]) != `["`+bob.UserID+`"]` {
+			t.Errorf("summary after bob joined = %v, want 2 joined and bob as hero", s)
+		}
+	})
+}
+
+// A long-poll in flight does not hold up a shutdown.
+func TestSyncShutdown(t *testing.T) {
+	t.Parallel()
+	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
+		alice := hs.Register(t, "alice", "pw")
+		tok := doSync(t, alice, "").NextBatch
+		done := make(chan int, 1)
+		go func() {
+			r, err := http.Get(hs.URL() + c3 + "/sync?timeout=30000&" + syncSince(tok) + "&access_token=" + url.QueryEscape(alice.AccessToken))
+			if err != nil {
+				done <- 0
+				return
+			}
+			r.Body.Close()
+			done <- r.StatusCode
+		}()
+		deadline := time.Now().Add(5 * time.Second)
+		for hs.Process().Notify.Waiting() == 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		start := time.Now()
+		hs.Stop(t)
+		if el := time.Since(start); el > 3*time.Second {
+			t.Errorf("shutdown took %v with a long-poll in flight", el)
+		}
+		select {
+		case code := <-done:
+			if code != 200 {
+				t.Errorf("parked long-poll answered %d at shutdown, want 200 (an empty sync)", code)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("parked long-poll did not return at shutdown")
+		}
+	})
+}
+
+// Lazy loading in a limited incremental sync: member changes in the gap
+// are sent even when their senders are not in the timeline.
+func TestSyncLazyLoadingGap(t *testing.T) {
+	t.Parallel()
+	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
+		alice := hs.Register(t, "alice", "pw")
+		bob := hs.Register(t, "bob", "pw")
+		roomID := createRoom(t, alice, map[string]any{"preset": "public_chat", "name": "Lazy"})
+		lazy := syncFilter(map[string]any{"room": map[string]any{"timeline": map[string]any{"limit": 2},
+			"state": map[string]any{"lazy_load_members": true}}})
+		s0 := doSync(t, alice, lazy)
+		hstest.MustOK(t, bob.Do(t, "POST", roomPath(roomID, "/join"), nil))
+		for i := range 5 {
+			sendText(t, alice, roomID, fmt.Sprintf("x%d", i))
+		}
+		s1 := doSync(t, alice, lazy+"&"+syncSince(s0.NextBatch))
+		jr := s1.join(roomID)
+		if jr == nil || !jr.Timeline.Limited {
+			t.Fatalf("want a limited timeline: %+v", jr)
+		}
+		if syncFind(jr.State, "m.room.member", bob.UserID) == nil {
+			t.Errorf("bob's join in the gap is not in the lazy-loaded state: %v", syncTypes(jr.State.Events))
+		}
+		if syncFind(jr.State, "m.room.member", alice.UserID) != nil {
+			t.Errorf("alice's own member event (known, unchanged) is repeated")
 		}
 	})
 }
