@@ -6,15 +6,20 @@
 -- current_state and memberships by triggers, so that no Go code path that
 -- persists or redacts an event has to remember them.
 
--- polder_content returns the content of an event's stored JSON, or NULL if
--- PostgreSQL cannot read it as jsonb (jsonb refuses the \u0000 escape that
--- canonical JSON allows): such an event is then left out of the index
--- rather than failing the write that stores it.
+-- polder_content returns the content of an event's stored JSON, or NULL
+-- when it holds the escape \u0000, which canonical JSON allows and jsonb
+-- refuses: such an event is left out rather than failing the write that
+-- stores it. (A string with an escaped backslash before "u0000" is left out
+-- too; an exception handler would decide exactly, but costs a
+-- subtransaction on every message sent.)
 CREATE FUNCTION polder_content(raw BYTEA) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    t TEXT := convert_from(raw, 'UTF8');
 BEGIN
-    RETURN convert_from(raw, 'UTF8')::jsonb -> 'content';
-EXCEPTION WHEN others THEN
-    RETURN NULL;
+    IF strpos(t, '\u0000') > 0 THEN
+        RETURN NULL;
+    END IF;
+    RETURN t::jsonb -> 'content';
 END $$;
 
 -- polder_text is c[key] if it is a string, else NULL.
@@ -69,7 +74,11 @@ CREATE TABLE event_search (
     sender     TEXT NOT NULL,
     vector     tsvector NOT NULL
 );
-CREATE INDEX event_search_vector ON event_search USING GIN (vector);
+-- fastupdate off: new messages go straight into the index. With it on they
+-- wait in a pending list until the next vacuum, which every search scans
+-- linearly; at 10,000 fresh messages that list made the planner give up on
+-- the index (3-5 ms a search instead of under 1 ms).
+CREATE INDEX event_search_vector ON event_search USING GIN (vector) WITH (fastupdate = off);
 CREATE INDEX event_search_room ON event_search (room_nid, stream_pos);
 
 -- Only timeline events (not outliers), neither rejected nor soft-failed,
