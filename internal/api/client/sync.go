@@ -58,7 +58,11 @@ func (a *API) sync(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return api.OK(w, resp)
+	// Written by the response itself: an initial sync is megabytes of
+	// events that encoding/json would check and copy again.
+	w.Header().Set("Content-Type", "application/json")
+	_, err = w.Write(resp.AppendJSON(make([]byte, 0, resp.Size())))
+	return err
 }
 
 // boolParam parses a boolean query parameter: "true" or "false", absent is
