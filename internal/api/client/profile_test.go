@@ -179,5 +179,9 @@ func TestProfileGuests(t *testing.T) {
 		if m := hstest.MustOK(t, hs.Anon().Do(t, "GET", profilePath(guest.UserID), nil)); m["displayname"] != "Visitor" {
 			t.Errorf("guest profile = %v", m)
 		}
+		// Nor may guests publish rooms (as in Synapse), even their own.
+		alice := hs.Register(t, "alice", "pw")
+		roomID := createRoom(t, alice, map[string]any{"preset": "public_chat"})
+		hstest.MustErr(t, guest.Do(t, "PUT", visibilityPath(roomID), map[string]any{"visibility": "public"}), 403, "M_FORBIDDEN")
 	})
 }
