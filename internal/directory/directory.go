@@ -33,11 +33,8 @@ import (
 	"polder.dev/polder/internal/user"
 )
 
-// Event types the directories read.
-const (
-	typeCanonicalAlias = "m.room.canonical_alias"
-	typeGuestAccess    = "m.room.guest_access"
-)
+// typeCanonicalAlias is the event type of a room's published aliases.
+const typeCanonicalAlias = "m.room.canonical_alias"
 
 // Config is what the directory needs of the server's settings.
 type Config struct {

@@ -282,7 +282,7 @@ func (s *Service) searchRoomEvents(ctx context.Context, who user.Identity, c *Ro
 	var hits []picked
 	offset, beforePos := tok.Offset, tok.Before
 	fetch := max(2*limit, 20)
-	for len(hits) <= limit {
+	for limit > 0 && len(hits) <= limit {
 		q.Offset, q.Before, q.Limit = offset, beforePos, fetch
 		batch, err := s.db.SearchEvents(ctx, q)
 		if err != nil {
@@ -306,12 +306,11 @@ func (s *Service) searchRoomEvents(ctx context.Context, who user.Identity, c *Ro
 		if len(batch) < fetch {
 			break
 		}
+		// Many hidden matches: read further ahead each time.
+		fetch = min(2*fetch, 1000)
 	}
 	if len(hits) > limit {
 		next := hits[limit-1].next
-		if limit == 0 {
-			next = searchToken{Recent: recent, Offset: tok.Offset, Before: tok.Before}
-		}
 		next.Group, next.Value = tok.Group, tok.Value
 		res.NextBatch = next.String()
 		hits = hits[:limit]
@@ -329,7 +328,7 @@ func (s *Service) searchRoomEvents(ctx context.Context, who user.Identity, c *Ro
 	for i, h := range hits {
 		r := SearchResult{Rank: h.hit.Rank, Result: formatted[i]}
 		if c.EventContext != nil {
-			if r.Context, err = s.context(ctx, who, byRoom[h.hit.Event.RoomID()], h.hit.Event, before, after, c.EventContext.IncludeProfile, ignored); err != nil {
+			if r.Context, err = s.resultContext(ctx, who, byRoom[h.hit.Event.RoomID()], h.hit.Event, before, after, c.EventContext.IncludeProfile, ignored); err != nil {
 				return nil, err
 			}
 		}
@@ -415,10 +414,10 @@ func (s *Service) visible(ctx context.Context, u id.UserID, rooms map[id.RoomID]
 	return out, nil
 }
 
-// context returns the events around a result that who may see, with
+// resultContext returns the events around a result that who may see, with
 // pagination tokens for /messages and, if asked, the senders' profiles as
 // of the result.
-func (s *Service) context(ctx context.Context, who user.Identity, r searchRoom, ev *store.Event, before, after int, profiles bool, ignored map[id.UserID]bool) (*ResultContext, error) {
+func (s *Service) resultContext(ctx context.Context, who user.Identity, r searchRoom, ev *store.Event, before, after int, profiles bool, ignored map[id.UserID]bool) (*ResultContext, error) {
 	// Tokens name gaps between events, as /messages and /context give
 	// them: the gap before an event is its own position, the gap after it
 	// the next stream position at its depth.

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 
@@ -73,7 +74,9 @@ func (a *API) propagateProfile(r *http.Request, key string) {
 		return
 	}
 	who := Who(r)
-	if err := a.svc.Rooms.RefreshProfile(r.Context(), who.UserID); err != nil {
+	// Finish even if the client goes away: a half-propagated profile
+	// would show the old name in some rooms.
+	if err := a.svc.Rooms.RefreshProfile(context.WithoutCancel(r.Context()), who.UserID); err != nil {
 		a.log.Warn("profile change not propagated to every room", "user_id", who.UserID, "err", err)
 	}
 }
