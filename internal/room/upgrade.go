@@ -153,6 +153,12 @@ func (s *Service) Upgrade(ctx context.Context, user id.UserID, oldID id.RoomID, 
 	if err := s.db.MoveAliases(ctx, oldID, newID); err != nil {
 		return "", err
 	}
+	// The old room leaves the public directory; the new one took its place.
+	if req.Visibility == "public" {
+		if err := s.db.SetRoomVisibility(ctx, oldID, "private"); err != nil {
+			return "", err
+		}
+	}
 	// Restrict the old room: only moderators may speak and invite.
 	restricted := map[string]any{}
 	for k, v := range plContent {

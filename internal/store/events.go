@@ -358,7 +358,7 @@ func (db *DB) RoomEventsByTopo(ctx context.Context, roomID id.RoomID, from TopoP
 			maxStream = 1 << 62
 		}
 		rows, err := q.QueryContext(ctx, `SELECT `+eventCols+eventFrom+`WHERE e.room_nid = $1 AND e.stream_pos IS NOT NULL
-			AND (e.depth `+cmp+` $2 OR (e.depth = $2 AND e.stream_pos `+cmp+` $3)) AND e.stream_pos <= $4
+			AND (e.depth, e.stream_pos) `+cmp+` ($2, $3) AND e.stream_pos <= $4
 			AND NOT e.rejected AND NOT e.soft_failed ORDER BY e.depth `+order+`, e.stream_pos `+order+` LIMIT $5`,
 			nid, from.Depth, from.Stream, maxStream, limit)
 		if err != nil {

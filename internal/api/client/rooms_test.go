@@ -3,6 +3,7 @@ package client_test
 import (
 	"fmt"
 	"net/url"
+	"sync/atomic"
 	"testing"
 
 	"polder.dev/polder/internal/hstest"
@@ -19,12 +20,11 @@ func createRoom(t testing.TB, c *hstest.Client, body map[string]any) string {
 
 func roomPath(roomID, rest string) string { return c3 + "/rooms/" + url.PathEscape(roomID) + rest }
 
-var txnCounter int
+var txnCounter atomic.Int64
 
 func sendText(t testing.TB, c *hstest.Client, roomID, body string) string {
 	t.Helper()
-	txnCounter++
-	r := c.Do(t, "PUT", roomPath(roomID, fmt.Sprintf("/send/m.room.message/t%d", txnCounter)), map[string]any{"msgtype": "m.text", "body": body})
+	r := c.Do(t, "PUT", roomPath(roomID, fmt.Sprintf("/send/m.room.message/t%d", txnCounter.Add(1))), map[string]any{"msgtype": "m.text", "body": body})
 	return hstest.Str(t, hstest.MustOK(t, r), "event_id")
 }
 

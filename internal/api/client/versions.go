@@ -46,6 +46,7 @@ func (a *API) capabilities(w http.ResponseWriter, r *http.Request) error {
 		"m.set_displayname": map[string]bool{"enabled": true},
 		"m.set_avatar_url":  map[string]bool{"enabled": true},
 		"m.room_versions":   roomVersions(),
+		"m.profile_fields":  map[string]bool{"enabled": true},
 	}})
 }
 
