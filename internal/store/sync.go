@@ -36,33 +36,11 @@ func param(args *[]any, v any) string {
 // timelineCond keeps the events that belong in a timeline.
 const timelineCond = ` AND NOT e.rejected AND NOT e.soft_failed`
 
-// roomNIDs maps room IDs to their numeric IDs; unknown rooms are left out.
-func roomNIDs(ctx context.Context, q querier, rooms []id.RoomID) (map[id.RoomID]int64, error) {
-	out := make(map[id.RoomID]int64, len(rooms))
-	for chunk := range chunks(rooms, 500) {
-		args := make([]any, len(chunk))
-		for i, r := range chunk {
-			args[i] = string(r)
-		}
-		rows, err := q.QueryContext(ctx, `SELECT room_id, room_nid FROM rooms WHERE room_id IN (`+placeholders(1, len(chunk))+`)`, args...)
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var r id.RoomID
-			var nid int64
-			if err := rows.Scan(&r, &nid); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			out[r] = nid
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+// roomParam appends a room ID to args and returns the expression of its
+// numeric ID (no match for an unknown room), so that a statement needs no
+// separate look-up of its rooms.
+func roomParam(args *[]any, r id.RoomID) string {
+	return "(SELECT room_nid FROM rooms WHERE room_id = " + param(args, string(r)) + ")"
 }
 
 // StreamRange is a room and a range of stream positions, (From, To].
@@ -81,22 +59,13 @@ func (db *DB) RecentEvents(ctx context.Context, ranges []StreamRange, limit int)
 		return out, nil
 	}
 	err := db.read(ctx, "recent_events", func(q querier) error {
-		rooms := make([]id.RoomID, len(ranges))
-		for i, r := range ranges {
-			rooms[i] = r.RoomID
-		}
-		nids, err := roomNIDs(ctx, q, rooms)
-		if err != nil {
-			return err
-		}
 		for chunk := range chunks(ranges, roomsPerStatement) {
 			var b strings.Builder
 			var args []any
 			lim := param(&args, limit)
 			n := 0
 			for _, r := range chunk {
-				nid, ok := nids[r.RoomID]
-				if !ok || r.To <= r.From {
+				if r.To <= r.From {
 					continue
 				}
 				if n > 0 {
@@ -104,7 +73,7 @@ func (db *DB) RecentEvents(ctx context.Context, ranges []StreamRange, limit int)
 				}
 				n++
 				fmt.Fprintf(&b, `SELECT * FROM (SELECT `+eventCols+eventFrom+`WHERE e.room_nid = %s AND e.stream_pos > %s AND e.stream_pos <= %s`+
-					timelineCond+` ORDER BY e.stream_pos DESC LIMIT %s) q%d`, param(&args, nid), param(&args, r.From), param(&args, r.To), lim, n)
+					timelineCond+` ORDER BY e.stream_pos DESC LIMIT %s) q%d`, roomParam(&args, r.RoomID), param(&args, r.From), param(&args, r.To), lim, n)
 			}
 			if n == 0 {
 				continue
@@ -141,39 +110,29 @@ func (db *DB) RecentEvents(ctx context.Context, ranges []StreamRange, limit int)
 func (db *DB) LatestEventIDs(ctx context.Context, rooms []id.RoomID, at int64) (map[id.RoomID]id.EventID, error) {
 	out := make(map[id.RoomID]id.EventID, len(rooms))
 	err := db.read(ctx, "latest_event_ids", func(q querier) error {
-		nids, err := roomNIDs(ctx, q, rooms)
-		if err != nil {
-			return err
-		}
-		byNID := make(map[int64]id.RoomID, len(nids))
-		list := make([]int64, 0, len(nids))
-		for r, nid := range nids {
-			byNID[nid] = r
-			list = append(list, nid)
-		}
-		for chunk := range chunks(list, roomsPerStatement) {
+		for chunk := range chunks(rooms, roomsPerStatement) {
 			var b strings.Builder
 			var args []any
 			atp := param(&args, at)
-			for i, nid := range chunk {
+			for i, r := range chunk {
 				if i > 0 {
 					b.WriteString(" UNION ALL ")
 				}
-				fmt.Fprintf(&b, `SELECT * FROM (SELECT e.room_nid, e.event_id FROM events e WHERE e.room_nid = %s AND e.stream_pos <= %s`+
-					timelineCond+` ORDER BY e.stream_pos DESC LIMIT 1) q%d`, param(&args, nid), atp, i)
+				fmt.Fprintf(&b, `SELECT * FROM (SELECT %d AS i, e.event_id FROM events e WHERE e.room_nid = %s AND e.stream_pos <= %s`+
+					timelineCond+` ORDER BY e.stream_pos DESC LIMIT 1) q%d`, i, roomParam(&args, r), atp, i)
 			}
 			rows, err := q.QueryContext(ctx, b.String(), args...)
 			if err != nil {
 				return err
 			}
 			for rows.Next() {
-				var nid int64
+				var i int
 				var eid id.EventID
-				if err := rows.Scan(&nid, &eid); err != nil {
+				if err := rows.Scan(&i, &eid); err != nil {
 					rows.Close()
 					return err
 				}
-				out[byNID[nid]] = eid
+				out[chunk[i]] = eid
 			}
 			rows.Close()
 			if err := rows.Err(); err != nil {
@@ -469,37 +428,29 @@ func (db *DB) RoomMemberCounts(ctx context.Context, rooms []id.RoomID) (map[id.R
 func (db *DB) RoomHeroes(ctx context.Context, rooms []id.RoomID, exclude id.UserID, n int) (map[id.RoomID][]id.UserID, error) {
 	out := make(map[id.RoomID][]id.UserID, len(rooms))
 	err := db.read(ctx, "room_heroes", func(q querier) error {
-		nids, err := roomNIDs(ctx, q, rooms)
-		if err != nil {
-			return err
-		}
-		byNID := make(map[int64]id.RoomID, len(nids))
-		for r, nid := range nids {
-			byNID[nid] = r
-		}
-		run := func(list []int64, kinds string) error {
+		run := func(list []id.RoomID, kinds string) error {
 			for chunk := range chunks(list, roomsPerStatement) {
 				var b strings.Builder
 				args := []any{string(exclude), n}
-				for i, nid := range chunk {
+				for i, r := range chunk {
 					if i > 0 {
 						b.WriteString(" UNION ALL ")
 					}
-					fmt.Fprintf(&b, `SELECT * FROM (SELECT m.room_nid, m.user_id FROM memberships m WHERE m.room_nid = %s AND m.user_id <> $1
-						AND m.membership IN (%s) ORDER BY m.stream_pos, m.user_id LIMIT $2) q%d`, param(&args, nid), kinds, i)
+					fmt.Fprintf(&b, `SELECT * FROM (SELECT %d AS i, m.user_id FROM memberships m WHERE m.room_nid = %s AND m.user_id <> $1
+						AND m.membership IN (%s) ORDER BY m.stream_pos, m.user_id LIMIT $2) q%d`, i, roomParam(&args, r), kinds, i)
 				}
 				rows, err := q.QueryContext(ctx, b.String(), args...)
 				if err != nil {
 					return err
 				}
 				for rows.Next() {
-					var nid int64
+					var i int
 					var u id.UserID
-					if err := rows.Scan(&nid, &u); err != nil {
+					if err := rows.Scan(&i, &u); err != nil {
 						rows.Close()
 						return err
 					}
-					out[byNID[nid]] = append(out[byNID[nid]], u)
+					out[chunk[i]] = append(out[chunk[i]], u)
 				}
 				rows.Close()
 				if err := rows.Err(); err != nil {
@@ -508,17 +459,13 @@ func (db *DB) RoomHeroes(ctx context.Context, rooms []id.RoomID, exclude id.User
 			}
 			return nil
 		}
-		list := make([]int64, 0, len(nids))
-		for _, nid := range nids {
-			list = append(list, nid)
-		}
-		if err := run(list, `'join', 'invite'`); err != nil {
+		if err := run(rooms, `'join', 'invite'`); err != nil {
 			return err
 		}
-		var empty []int64
-		for _, nid := range list {
-			if len(out[byNID[nid]]) == 0 {
-				empty = append(empty, nid)
+		var empty []id.RoomID
+		for _, r := range rooms {
+			if len(out[r]) == 0 {
+				empty = append(empty, r)
 			}
 		}
 		return run(empty, `'leave', 'ban'`)
@@ -566,21 +513,12 @@ const threadExpr = `CASE WHEN e.rel_type = 'm.thread' THEN e.relates_to ELSE '' 
 func (db *DB) OwnLatest(ctx context.Context, user id.UserID, ranges []StreamRange) (map[id.RoomID]map[string]int64, error) {
 	out := map[id.RoomID]map[string]int64{}
 	err := db.read(ctx, "own_latest", func(q querier) error {
-		rooms := make([]id.RoomID, len(ranges))
-		for i, r := range ranges {
-			rooms[i] = r.RoomID
-		}
-		nids, err := roomNIDs(ctx, q, rooms)
-		if err != nil {
-			return err
-		}
 		for chunk := range chunks(ranges, roomsPerStatement) {
 			var b strings.Builder
 			args := []any{string(user)}
 			n := 0
 			for i, r := range chunk {
-				nid, ok := nids[r.RoomID]
-				if !ok || r.To <= r.From {
+				if r.To <= r.From {
 					continue
 				}
 				if n > 0 {
@@ -588,7 +526,7 @@ func (db *DB) OwnLatest(ctx context.Context, user id.UserID, ranges []StreamRang
 				}
 				n++
 				fmt.Fprintf(&b, `SELECT %d, `+threadExpr+`, MAX(e.stream_pos) FROM events e WHERE e.room_nid = %s
-					AND e.stream_pos > %s AND e.stream_pos <= %s AND e.sender = $1 GROUP BY `+threadExpr, i, param(&args, nid), param(&args, r.From), param(&args, r.To))
+					AND e.stream_pos > %s AND e.stream_pos <= %s AND e.sender = $1 GROUP BY `+threadExpr, i, roomParam(&args, r.RoomID), param(&args, r.From), param(&args, r.To))
 			}
 			if n == 0 {
 				continue
@@ -662,17 +600,9 @@ func (db *DB) UnreadCounts(ctx context.Context, user id.UserID, queries []Unread
 		return out, nil
 	}
 	err := db.read(ctx, "unread_counts", func(q querier) error {
-		rooms := make([]id.RoomID, len(queries))
-		for i, r := range queries {
-			rooms[i] = r.RoomID
-		}
-		nids, err := roomNIDs(ctx, q, rooms)
-		if err != nil {
-			return err
-		}
 		var qs []UnreadQuery
 		for _, r := range queries {
-			if _, ok := nids[r.RoomID]; ok && r.From < r.To {
+			if r.From < r.To {
 				qs = append(qs, r)
 			}
 		}
@@ -684,7 +614,7 @@ func (db *DB) UnreadCounts(ctx context.Context, user id.UserID, queries []Unread
 				typeList[i] = "$" + strconv.Itoa(len(args))
 			}
 			inner := func(rq UnreadQuery, cols string, args *[]any) string {
-				return `SELECT ` + cols + ` FROM events e WHERE e.room_nid = ` + param(args, nids[rq.RoomID]) +
+				return `SELECT ` + cols + ` FROM events e WHERE e.room_nid = ` + roomParam(args, rq.RoomID) +
 					` AND e.stream_pos > ` + param(args, rq.From) + ` AND e.stream_pos <= ` + param(args, rq.To) +
 					` AND e.sender <> $1 AND e.type IN (` + strings.Join(typeList, ", ") + `)` + timelineCond +
 					` AND (e.rel_type IS NULL OR e.rel_type <> 'm.replace')`

@@ -70,6 +70,7 @@ type builder struct {
 
 	memberships map[id.RoomID]store.Membership // the user's current ones
 	loaded      map[id.EventID]*store.Event
+	stateCache  map[id.EventID]stateres.StateMap // states after events, as read
 	joined      map[id.RoomID]*JoinedRoom
 	left        map[id.RoomID]*LeftRoom
 	// quiet are joined rooms that have only ephemeral events or account
@@ -89,6 +90,7 @@ func (s *Service) build(ctx context.Context, req Request, f *Filter, since *noti
 		dk:          deviceKey{req.User, req.Device},
 		memberships: map[id.RoomID]store.Membership{},
 		loaded:      map[id.EventID]*store.Event{},
+		stateCache:  map[id.EventID]stateres.StateMap{},
 		joined:      map[id.RoomID]*JoinedRoom{},
 		left:        map[id.RoomID]*LeftRoom{},
 		quiet:       map[id.RoomID]bool{},
@@ -262,7 +264,7 @@ func (b *builder) plan(ctx context.Context, ms, changes []store.Membership) (spe
 	for _, e := range tips {
 		ids = append(ids, e)
 	}
-	states, err := b.s.db.StatesAfter(ctx, ids)
+	states, err := b.statesAfter(ctx, ids)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -328,6 +330,33 @@ func (b *builder) wasJoined(ctx context.Context, specs []*roomSpec) error {
 		}
 	}
 	return nil
+}
+
+// statesAfter returns the states after events, reading only those this
+// response has not read yet. The maps are shared: never modified.
+func (b *builder) statesAfter(ctx context.Context, ids []id.EventID) (map[id.EventID]stateres.StateMap, error) {
+	var need []id.EventID
+	for _, e := range ids {
+		if _, ok := b.stateCache[e]; !ok && e != "" {
+			need = append(need, e)
+		}
+	}
+	if len(need) > 0 {
+		got, err := b.s.db.StatesAfter(ctx, need)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range need {
+			b.stateCache[e] = got[e] // nil for an unknown event or an outlier
+		}
+	}
+	out := make(map[id.EventID]stateres.StateMap, len(ids))
+	for _, e := range ids {
+		if st := b.stateCache[e]; st != nil {
+			out[e] = st
+		}
+	}
+	return out, nil
 }
 
 // load reads the events among ids that are not loaded yet.
@@ -415,7 +444,7 @@ func (b *builder) timelines(ctx context.Context, specs []*roomSpec) error {
 				}
 			}
 		}
-		vis, err := visible(ctx, b.s.db, b.req.User, cands, joinedNow)
+		vis, err := b.visible(ctx, cands, joinedNow)
 		if err != nil {
 			return err
 		}
@@ -475,7 +504,7 @@ func (b *builder) states(ctx context.Context, specs []*roomSpec) error {
 			ids = append(ids, sp.events[0].EventID())
 		}
 	}
-	states, err := b.s.db.StatesAfter(ctx, ids)
+	states, err := b.statesAfter(ctx, ids)
 	if err != nil {
 		return err
 	}
@@ -530,7 +559,9 @@ func (b *builder) compose(ctx context.Context, specs []*roomSpec) error {
 	var meta []id.EventID
 	for _, sp := range specs {
 		if sp.kind == kindJoin {
-			meta = append(meta, sp.end[nameKey], sp.end[aliasKey])
+			if sp.full || summaryChanged(sp.prev, sp.end) {
+				meta = append(meta, sp.end[nameKey], sp.end[aliasKey])
+			}
 		} else if sp.full {
 			meta = append(meta, sp.start[b.memberKey()])
 		}
@@ -996,7 +1027,7 @@ func (b *builder) stripped(ctx context.Context, invites, knocks []store.Membersh
 	for i, m := range all {
 		ids[i] = m.EventID
 	}
-	states, err := b.s.db.StatesAfter(ctx, ids)
+	states, err := b.statesAfter(ctx, ids)
 	if err != nil {
 		return err
 	}

@@ -167,9 +167,8 @@ const (
 
 // Request is a /sync request.
 type Request struct {
-	User    id.UserID
-	Device  id.DeviceID
-	IsGuest bool
+	User   id.UserID
+	Device id.DeviceID
 	// Since is the since token; "" for an initial sync.
 	Since string
 	// Filter is a filter ID or, starting with '{', a filter's JSON.

@@ -45,9 +45,16 @@ func (b *builder) unread(ctx context.Context) error {
 	}
 	user := b.req.User
 	localpart, _, _ := user.Parse()
+	// The display name, from the user's member event unless the kept
+	// counts were made with the same one.
 	var own []id.EventID
+	kept := make(map[id.RoomID]*unreadEntry, len(b.joined))
 	for r := range b.joined {
-		own = append(own, b.memberships[r].EventID)
+		c := b.s.unread.get(user, r)
+		kept[r] = c
+		if c == nil || c.member != b.memberships[r].EventID {
+			own = append(own, b.memberships[r].EventID)
+		}
 	}
 	if err := b.load(ctx, own); err != nil {
 		return err
@@ -67,8 +74,14 @@ func (b *builder) unread(ctx context.Context) error {
 	var ranges []store.StreamRange
 	for r := range b.joined {
 		m := b.memberships[r]
-		name, _ := getString(b.contentOf(m.EventID), "displayname")
-		e := &unreadEntry{at: to, floor: m.StreamPos, name: name, receipts: map[string]int64{}}
+		c := kept[r]
+		var name string
+		if c != nil && c.member == m.EventID {
+			name = c.name
+		} else {
+			name, _ = getString(b.contentOf(m.EventID), "displayname")
+		}
+		e := &unreadEntry{at: to, floor: m.StreamPos, member: m.EventID, name: name, receipts: map[string]int64{}}
 		e.base = m.StreamPos
 		for thread, pos := range receipts[r] {
 			switch thread {
@@ -81,7 +94,7 @@ func (b *builder) unread(ctx context.Context) error {
 			}
 		}
 		w := &work{room: r, entry: e, from: e.base}
-		if c := b.s.unread.get(user, r); c != nil && c.at <= to && c.sameInputs(e) {
+		if c != nil && c.at <= to && c.sameInputs(e) {
 			w.cached, w.from = c, c.at
 		}
 		todo = append(todo, w)
@@ -172,9 +185,10 @@ func (b *builder) unread(ctx context.Context) error {
 // unreadEntry is a user's unread counts in a room at a stream position,
 // with what they were computed from.
 type unreadEntry struct {
-	at    int64 // counted up to
-	floor int64 // the user's membership event
-	name  string
+	at     int64 // counted up to
+	floor  int64 // the stream position of the user's membership event
+	member id.EventID
+	name   string // the display name in member
 	// base is the read position of every thread (unthreaded receipt or
 	// floor); receipts the threaded receipts ("" for main) and read the
 	// read positions beyond base, receipts and own events together.
@@ -187,7 +201,7 @@ type unreadEntry struct {
 // sameInputs reports whether counts kept in c can be carried forward to e:
 // the same membership, display name and receipts.
 func (c *unreadEntry) sameInputs(e *unreadEntry) bool {
-	return c.floor == e.floor && c.name == e.name && c.base == e.base && maps.Equal(c.receipts, e.receipts)
+	return c.floor == e.floor && c.member == e.member && c.name == e.name && c.base == e.base && maps.Equal(c.receipts, e.receipts)
 }
 
 // unreadCache keeps the latest unread counts per user and room.

@@ -24,15 +24,16 @@ import (
 // setting before or after it allows, and the user's own member event if
 // its membership before or after does; a user always sees its own leave
 // after a join or an invite (so that it sees the room go, as Synapse).
-func visible(ctx context.Context, db *store.DB, user id.UserID, evs []*store.Event, joinedNow map[id.RoomID]bool) ([]*store.Event, error) {
+func (b *builder) visible(ctx context.Context, evs []*store.Event, joinedNow map[id.RoomID]bool) ([]*store.Event, error) {
 	if len(evs) == 0 {
 		return nil, nil
 	}
+	user := b.req.User
 	ids := make([]id.EventID, len(evs))
 	for i, ev := range evs {
 		ids[i] = ev.EventID()
 	}
-	states, err := db.StatesAfter(ctx, ids)
+	states, err := b.statesAfter(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -54,28 +55,26 @@ func visible(ctx context.Context, db *store.DB, user id.UserID, evs []*store.Eve
 			need[ev.Replaces] = true
 		}
 	}
-	contents := map[id.EventID][]byte{}
-	if len(need) > 0 {
-		list := make([]id.EventID, 0, len(need))
-		for e := range need {
-			list = append(list, e)
-		}
-		loaded, err := db.Events(ctx, list)
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range loaded {
-			contents[e.EventID()] = e.Content()
-		}
+	list := make([]id.EventID, 0, len(need))
+	for e := range need {
+		list = append(list, e)
 	}
+	if err := b.load(ctx, list); err != nil {
+		return nil, err
+	}
+	own := make(map[id.EventID][]byte, len(evs))
 	for _, ev := range evs {
-		contents[ev.EventID()] = ev.Content()
+		own[ev.EventID()] = ev.Content()
 	}
 	field := func(eid id.EventID, key string) string {
 		if eid == "" {
 			return ""
 		}
-		s, _ := getString(contents[eid], key)
+		c, ok := own[eid]
+		if !ok {
+			c = b.contentOf(eid)
+		}
+		s, _ := getString(c, key)
 		return s
 	}
 	out := make([]*store.Event, 0, len(evs))
