@@ -352,7 +352,7 @@ func (db *DB) JoinedRoomsWithEvents(ctx context.Context, user id.UserID, from, t
 	err := db.read(ctx, "joined_rooms_with_events", func(q querier) error {
 		query := `SELECT DISTINCT r.room_id FROM events e JOIN rooms r ON r.room_nid = e.room_nid
 			WHERE e.stream_pos > $2 AND e.stream_pos <= $3` + timelineCond + `
-			AND e.room_nid IN (SELECT room_nid FROM memberships WHERE user_id = $1 AND membership = 'join')`
+			AND EXISTS (SELECT 1 FROM memberships m WHERE m.room_nid = e.room_nid AND m.user_id = $1 AND m.membership = 'join')`
 		if to-from > 5000 {
 			query = `SELECT r.room_id FROM memberships m JOIN rooms r ON r.room_nid = m.room_nid
 				WHERE m.user_id = $1 AND m.membership = 'join' AND EXISTS (SELECT 1 FROM events e
@@ -744,6 +744,87 @@ func (db *DB) PresenceChangedPeers(ctx context.Context, user id.UserID, from, to
 				return err
 			}
 			out = append(out, u)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// UserRoomMemberships is UserMemberships without the member events' IDs
+// (EventID is left empty): reading those costs a look-up in the events
+// table per room, which a sync of a user in hundreds of rooms needs only
+// for the few rooms it reports (MembershipEventIDs).
+func (db *DB) UserRoomMemberships(ctx context.Context, user id.UserID) ([]Membership, error) {
+	var out []Membership
+	err := db.read(ctx, "user_room_memberships", func(q querier) error {
+		rows, err := q.QueryContext(ctx, `SELECT r.room_id, m.membership, m.sender, m.stream_pos FROM memberships m
+			JOIN rooms r ON r.room_nid = m.room_nid WHERE m.user_id = $1 AND NOT m.forgotten ORDER BY m.stream_pos`, string(user))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			m := Membership{UserID: user}
+			if err := rows.Scan(&m.RoomID, &m.Membership, &m.Sender, &m.StreamPos); err != nil {
+				return err
+			}
+			out = append(out, m)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// MembershipEventIDs returns the current member event of user in each of
+// rooms that it has a membership of.
+func (db *DB) MembershipEventIDs(ctx context.Context, user id.UserID, rooms []id.RoomID) (map[id.RoomID]id.EventID, error) {
+	out := make(map[id.RoomID]id.EventID, len(rooms))
+	err := db.read(ctx, "membership_event_ids", func(q querier) error {
+		for chunk := range chunks(rooms, 500) {
+			args := []any{string(user)}
+			for _, r := range chunk {
+				args = append(args, string(r))
+			}
+			rows, err := q.QueryContext(ctx, `SELECT r.room_id, e.event_id FROM memberships m JOIN rooms r ON r.room_nid = m.room_nid
+				JOIN events e ON e.event_nid = m.event_nid WHERE m.user_id = $1 AND r.room_id IN (`+placeholders(2, len(chunk))+`)`, args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var r id.RoomID
+				var e id.EventID
+				if err := rows.Scan(&r, &e); err != nil {
+					rows.Close()
+					return err
+				}
+				out[r] = e
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// JoinedRoomIDs returns the rooms user is joined to.
+func (db *DB) JoinedRoomIDs(ctx context.Context, user id.UserID) ([]id.RoomID, error) {
+	var out []id.RoomID
+	err := db.read(ctx, "joined_room_ids", func(q querier) error {
+		rows, err := q.QueryContext(ctx, `SELECT r.room_id FROM memberships m JOIN rooms r ON r.room_nid = m.room_nid
+			WHERE m.user_id = $1 AND m.membership = 'join'`, string(user))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var r id.RoomID
+			if err := rows.Scan(&r); err != nil {
+				return err
+			}
+			out = append(out, r)
 		}
 		return rows.Err()
 	})

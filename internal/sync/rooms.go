@@ -68,7 +68,9 @@ type builder struct {
 	ignored map[id.UserID]bool
 	dk      deviceKey
 
-	memberships map[id.RoomID]store.Membership // the user's current ones
+	// memberships are the user's current ones, without their event IDs
+	// (store.UserRoomMemberships).
+	memberships map[id.RoomID]store.Membership
 	loaded      map[id.EventID]*store.Event
 	stateCache  map[id.EventID]stateres.StateMap // states after events, as read
 	joined      map[id.RoomID]*JoinedRoom
@@ -102,22 +104,15 @@ func (s *Service) build(ctx context.Context, req Request, f *Filter, since *noti
 	if b.ignored, err = s.src.Users.IgnoredUsers(ctx, req.User); err != nil {
 		return nil, to, err
 	}
-	ms, err := s.db.UserMemberships(ctx, req.User)
+	// A membership row is committed, and so is every position below it
+	// (store.Tx.NextStreamPos): to moves past the memberships read, which
+	// are then reported as they are.
+	ms, changes, err := s.memberships(ctx, req.User, since, &to)
 	if err != nil {
 		return nil, to, err
 	}
 	for _, m := range ms {
-		// A membership row is committed, and so is every position below
-		// it (store.Tx.NextStreamPos): reading up to it is safe, and
-		// needed to report the membership as it is.
-		to.Stream = max(to.Stream, m.StreamPos)
 		b.memberships[m.RoomID] = m
-	}
-	var changes []store.Membership
-	if since != nil {
-		if changes, err = s.db.MembershipChanges(ctx, req.User, since.Stream, to.Stream); err != nil {
-			return nil, to, err
-		}
 	}
 	b.to = to
 	b.resp = newResponse(to)
@@ -193,17 +188,43 @@ func (b *builder) plan(ctx context.Context, ms, changes []store.Membership) (spe
 				knocks = append(knocks, m)
 			case room.Leave, room.Ban:
 				if rf.IncludeLeave {
-					specs = append(specs, &roomSpec{id: m.RoomID, kind: kindLeave, to: m.StreamPos, full: true, tip: m.EventID})
+					specs = append(specs, &roomSpec{id: m.RoomID, kind: kindLeave, to: m.StreamPos, full: true})
 				}
+			}
+		}
+		// The member events of the rooms reported by them.
+		var need []id.RoomID
+		for _, m := range append(append([]store.Membership(nil), invites...), knocks...) {
+			need = append(need, m.RoomID)
+		}
+		for _, sp := range specs {
+			if sp.kind == kindLeave {
+				need = append(need, sp.id)
+			}
+		}
+		evs, err := b.s.db.MembershipEventIDs(ctx, b.req.User, need)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		for i := range invites {
+			invites[i].EventID = evs[invites[i].RoomID]
+		}
+		for i := range knocks {
+			knocks[i].EventID = evs[knocks[i].RoomID]
+		}
+		for _, sp := range specs {
+			if sp.kind == kindLeave {
+				sp.tip = evs[sp.id]
 			}
 		}
 		return specs, invites, knocks, b.wasJoined(ctx, specs)
 	}
 	since := b.since.Stream
-	changed := map[id.RoomID]bool{}
+	// The rooms whose membership changed, with the member event.
+	changed := map[id.RoomID]id.EventID{}
 	for _, c := range changes {
 		if !c.Forgotten {
-			changed[c.RoomID] = true
+			changed[c.RoomID] = c.EventID
 		}
 	}
 	withEvents, err := b.s.db.JoinedRoomsWithEvents(ctx, b.req.User, since, b.to.Stream)
@@ -221,8 +242,8 @@ func (b *builder) plan(ctx context.Context, ms, changes []store.Membership) (spe
 		switch m.Membership {
 		case room.Join:
 			sp := &roomSpec{id: m.RoomID, kind: kindJoin, from: since, to: b.to.Stream, joinedNow: true, full: b.req.FullState}
-			switch {
-			case changed[m.RoomID]:
+			switch _, ch := changed[m.RoomID]; {
+			case ch:
 				sp.checkSince = true
 			case b.req.FullState, active[m.RoomID]:
 			default:
@@ -230,16 +251,18 @@ func (b *builder) plan(ctx context.Context, ms, changes []store.Membership) (spe
 			}
 			specs = append(specs, sp)
 		case room.Invite:
-			if changed[m.RoomID] && !b.ignored[m.Sender] {
+			if e, ok := changed[m.RoomID]; ok && !b.ignored[m.Sender] {
+				m.EventID = e
 				invites = append(invites, m)
 			}
 		case room.Knock:
-			if changed[m.RoomID] {
+			if e, ok := changed[m.RoomID]; ok {
+				m.EventID = e
 				knocks = append(knocks, m)
 			}
 		case room.Leave, room.Ban:
-			if changed[m.RoomID] {
-				specs = append(specs, &roomSpec{id: m.RoomID, kind: kindLeave, from: since, to: m.StreamPos, checkSince: true, tip: m.EventID})
+			if e, ok := changed[m.RoomID]; ok {
+				specs = append(specs, &roomSpec{id: m.RoomID, kind: kindLeave, from: since, to: m.StreamPos, checkSince: true, tip: e})
 			}
 		}
 	}

@@ -115,8 +115,10 @@ type Service struct {
 	src   Sources
 	log   *slog.Logger
 	lazy  *lazyCache
-	// unread keeps unread counts between syncs (unread.go).
-	unread unreadCache
+	// unread keeps unread counts between syncs (unread.go), members the
+	// users' memberships (members.go).
+	unread  unreadCache
+	members memberCache
 
 	// life ends when the server shuts down: long-polls return then.
 	life context.Context
@@ -256,15 +258,7 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 // wakeRooms are the rooms whose events wake a long-polling user: those it
 // is joined to. Its own membership changes wake it as a user.
 func (s *Service) wakeRooms(ctx context.Context, user id.UserID) ([]id.RoomID, error) {
-	ms, err := s.db.UserMemberships(ctx, user, room.Join)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]id.RoomID, len(ms))
-	for i, m := range ms {
-		out[i] = m.RoomID
-	}
-	return out, nil
+	return s.db.JoinedRoomIDs(ctx, user)
 }
 
 // filter loads the request's filter: inline JSON or a stored filter's ID.

@@ -46,15 +46,23 @@ func (b *builder) unread(ctx context.Context) error {
 	user := b.req.User
 	localpart, _, _ := user.Parse()
 	// The display name, from the user's member event unless the kept
-	// counts were made with the same one.
-	var own []id.EventID
+	// counts were made with the same one (the same membership position).
+	var need []id.RoomID
 	kept := make(map[id.RoomID]*unreadEntry, len(b.joined))
 	for r := range b.joined {
 		c := b.s.unread.get(user, r)
 		kept[r] = c
-		if c == nil || c.member != b.memberships[r].EventID {
-			own = append(own, b.memberships[r].EventID)
+		if c == nil || c.floor != b.memberships[r].StreamPos {
+			need = append(need, r)
 		}
+	}
+	memberEvents, err := b.s.db.MembershipEventIDs(ctx, user, need)
+	if err != nil {
+		return err
+	}
+	own := make([]id.EventID, 0, len(memberEvents))
+	for _, e := range memberEvents {
+		own = append(own, e)
 	}
 	if err := b.load(ctx, own); err != nil {
 		return err
@@ -76,12 +84,12 @@ func (b *builder) unread(ctx context.Context) error {
 		m := b.memberships[r]
 		c := kept[r]
 		var name string
-		if c != nil && c.member == m.EventID {
+		if c != nil && c.floor == m.StreamPos {
 			name = c.name
 		} else {
-			name, _ = getString(b.contentOf(m.EventID), "displayname")
+			name, _ = getString(b.contentOf(memberEvents[r]), "displayname")
 		}
-		e := &unreadEntry{at: to, floor: m.StreamPos, member: m.EventID, name: name, receipts: map[string]int64{}}
+		e := &unreadEntry{at: to, floor: m.StreamPos, name: name, receipts: map[string]int64{}}
 		e.base = m.StreamPos
 		for thread, pos := range receipts[r] {
 			switch thread {
@@ -185,10 +193,9 @@ func (b *builder) unread(ctx context.Context) error {
 // unreadEntry is a user's unread counts in a room at a stream position,
 // with what they were computed from.
 type unreadEntry struct {
-	at     int64 // counted up to
-	floor  int64 // the stream position of the user's membership event
-	member id.EventID
-	name   string // the display name in member
+	at    int64  // counted up to
+	floor int64  // the stream position of the user's member event
+	name  string // the display name in that event
 	// base is the read position of every thread (unthreaded receipt or
 	// floor); receipts the threaded receipts ("" for main) and read the
 	// read positions beyond base, receipts and own events together.
@@ -201,7 +208,7 @@ type unreadEntry struct {
 // sameInputs reports whether counts kept in c can be carried forward to e:
 // the same membership, display name and receipts.
 func (c *unreadEntry) sameInputs(e *unreadEntry) bool {
-	return c.floor == e.floor && c.member == e.member && c.name == e.name && c.base == e.base && maps.Equal(c.receipts, e.receipts)
+	return c.floor == e.floor && c.name == e.name && c.base == e.base && maps.Equal(c.receipts, e.receipts)
 }
 
 // unreadCache keeps the latest unread counts per user and room.

@@ -350,3 +350,54 @@ func dbOps(tb testing.TB, hs *hstest.Server) int64 {
 	}
 	return total
 }
+
+// BenchmarkSyncIncremental measures an incremental /sync that finds one
+// new message, for a user in 500 rooms (the message in one of them), and
+// the store operations it takes. Run:
+//
+//	go test ./internal/api/client -run '^$' -bench BenchmarkSyncIncremental -benchtime 200x
+func BenchmarkSyncIncremental(b *testing.B) {
+	const rooms = 500
+	for _, e := range storetest.Engines(b) {
+		b.Run(e.Name, func(b *testing.B) {
+			hs := hstest.Start(b, e, hstest.Options{})
+			ctx := context.Background()
+			rs := hs.Process().Rooms
+			alice := benchUser(b, hs, "alice")
+			bob := benchUser(b, hs, "bob")
+			a, bb := id.UserID(alice.UserID), id.UserID(bob.UserID)
+			var ids []id.RoomID
+			for i := range rooms {
+				r, err := rs.Create(ctx, a, room.CreateRequest{Preset: room.PresetPublic, Name: ptrStr(fmt.Sprint(i))})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := rs.SetMembership(ctx, room.MemberChange{RoomID: r, Sender: bb, Target: bb, Membership: room.Join}); err != nil {
+					b.Fatal(err)
+				}
+				ids = append(ids, r)
+			}
+			tok := doSync(b, alice, "").NextBatch
+			var ops int64
+			b.ResetTimer()
+			for i := range b.N {
+				b.StopTimer()
+				if _, err := rs.Send(ctx, bb, ids[i%rooms], room.Draft{Type: "m.room.message", Content: []byte(`{"msgtype":"m.text","body":"x"}`)}); err != nil {
+					b.Fatal(err)
+				}
+				ops0 := dbOps(b, hs)
+				b.StartTimer()
+				r := alice.Do(b, "GET", c3+"/sync?"+syncSince(tok), nil)
+				b.StopTimer()
+				ops += dbOps(b, hs) - ops0
+				var s syncResponse
+				if err := json.Unmarshal(r.Body, &s); err != nil || s.join(string(ids[i%rooms])) == nil {
+					b.Fatalf("sync %d lacks the new message: %s", i, r.Body)
+				}
+				tok = s.NextBatch
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(ops)/float64(b.N), "db_ops/op")
+		})
+	}
+}
