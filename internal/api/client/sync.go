@@ -35,7 +35,6 @@ func (a *API) sync(w http.ResponseWriter, r *http.Request) error {
 	req := sync.Request{
 		User:        who.UserID,
 		Device:      who.DeviceID,
-		IsGuest:     who.IsGuest,
 		Since:       q.Get("since"),
 		Filter:      q.Get("filter"),
 		SetPresence: q.Get("set_presence"),
