@@ -467,7 +467,9 @@ func (b *builder) timelines(ctx context.Context, specs []*roomSpec) error {
 				}
 			}
 		}
-		vis, err := b.visible(ctx, cands, joinedNow)
+		// History visibility, with the room service's rules (one
+		// implementation for /sync, /messages and the rest).
+		vis, err := b.s.rooms.VisibleMany(ctx, b.req.User, cands, joinedNow)
 		if err != nil {
 			return err
 		}
@@ -1165,4 +1167,14 @@ func (s *Service) e2ee(ctx context.Context, req Request, since *notify.Position,
 		resp.UnusedFallback = fallback
 	}
 	return nil
+}
+
+// getString reads a string member of a JSON object.
+func getString(obj []byte, key string) (string, bool) {
+	v, ok := cjson.Get(obj, key)
+	if !ok {
+		return "", false
+	}
+	s, err := cjson.Unquote(v)
+	return s, err == nil
 }
