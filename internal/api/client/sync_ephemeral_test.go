@@ -103,3 +103,30 @@ func TestSyncEphemeralAndAccountData(t *testing.T) {
 		}
 	})
 }
+
+// set_presence: syncing marks the user online (from offline) or
+// unavailable; offline leaves its presence alone.
+func TestSyncSetPresence(t *testing.T) {
+	t.Parallel()
+	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
+		alice := hs.Register(t, "alice", "pw")
+		status := func() string {
+			t.Helper()
+			m := hstest.MustOK(t, alice.Do(t, "GET", c3+"/presence/"+url.PathEscape(alice.UserID)+"/status", nil))
+			s, _ := m["presence"].(string)
+			return s
+		}
+		doSync(t, alice, "set_presence=offline")
+		if got := status(); got != "offline" {
+			t.Errorf("after a sync with set_presence=offline: %q, want offline", got)
+		}
+		doSync(t, alice, "")
+		if got := status(); got != "online" {
+			t.Errorf("after a plain sync: %q, want online", got)
+		}
+		doSync(t, alice, "set_presence=unavailable")
+		if got := status(); got != "unavailable" {
+			t.Errorf("after set_presence=unavailable: %q", got)
+		}
+	})
+}
