@@ -109,6 +109,33 @@ func (s *Service) aggregate(ctx context.Context, evs []*store.Event, v Viewer, t
 	if len(rooms) == 0 {
 		return nil, nil
 	}
+	// Most events have no children: find those that do with one query for
+	// the whole page, and look up aggregations only in their rooms.
+	all := make([]id.EventID, 0, len(senders))
+	for eid := range senders {
+		all = append(all, eid)
+	}
+	has, err := s.db.WithChildren(ctx, all)
+	if err != nil {
+		return nil, err
+	}
+	kept := rooms[:0]
+	for _, roomID := range rooms {
+		var ps []id.EventID
+		for _, eid := range byRoom[roomID] {
+			if has[eid] {
+				ps = append(ps, eid)
+			}
+		}
+		if len(ps) > 0 {
+			byRoom[roomID] = ps
+			kept = append(kept, roomID)
+		}
+	}
+	rooms = kept
+	if len(rooms) == 0 {
+		return nil, nil
+	}
 	ignored, err := s.IgnoredUsers(ctx, v.UserID)
 	if err != nil {
 		return nil, err

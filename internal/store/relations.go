@@ -407,3 +407,37 @@ func (db *DB) Threads(ctx context.Context, q ThreadsQuery) ([]ThreadRoot, error)
 	})
 	return out, err
 }
+
+// WithChildren returns which of the events have at least one event
+// relating to them (of any kind, in any state): one query for a page of
+// events of many rooms, so that aggregations are looked up only where
+// there are some.
+func (db *DB) WithChildren(ctx context.Context, parents []id.EventID) (map[id.EventID]bool, error) {
+	out := map[id.EventID]bool{}
+	err := db.read(ctx, "with_children", func(q querier) error {
+		for chunk := range chunks(parents, 200) {
+			args := make([]any, len(chunk))
+			for i, e := range chunk {
+				args[i] = string(e)
+			}
+			rows, err := q.QueryContext(ctx, `SELECT DISTINCT relates_to FROM events WHERE relates_to IN (`+placeholders(1, len(chunk))+`)`, args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var e id.EventID
+				if err := rows.Scan(&e); err != nil {
+					rows.Close()
+					return err
+				}
+				out[e] = true
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}
