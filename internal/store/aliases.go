@@ -60,19 +60,9 @@ func (db *DB) DeleteAlias(ctx context.Context, alias id.RoomAlias) error {
 func (db *DB) RoomAliases(ctx context.Context, roomID id.RoomID) ([]id.RoomAlias, error) {
 	var out []id.RoomAlias
 	err := db.read(ctx, "room_aliases", func(q querier) error {
-		rows, err := q.QueryContext(ctx, `SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias`, string(roomID))
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var a id.RoomAlias
-			if err := rows.Scan(&a); err != nil {
-				return err
-			}
-			out = append(out, a)
-		}
-		return rows.Err()
+		var err error
+		out, err = column[id.RoomAlias](q.QueryContext(ctx, `SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias`, string(roomID)))
+		return err
 	})
 	return out, err
 }

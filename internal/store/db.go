@@ -250,3 +250,20 @@ func notFound(err error) error {
 }
 
 func nowMS() int64 { return time.Now().UnixMilli() }
+
+// column reads the one column of every row of a query and closes rows.
+func column[T any](rows *sql.Rows, err error) ([]T, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		var v T
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}

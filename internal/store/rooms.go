@@ -70,19 +70,9 @@ func (db *DB) SetRoomVisibility(ctx context.Context, roomID id.RoomID, visibilit
 func (db *DB) PublicRoomIDs(ctx context.Context) ([]id.RoomID, error) {
 	var out []id.RoomID
 	err := db.read(ctx, "public_rooms", func(q querier) error {
-		rows, err := q.QueryContext(ctx, `SELECT room_id FROM rooms WHERE visibility = 'public' ORDER BY room_nid`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var r id.RoomID
-			if err := rows.Scan(&r); err != nil {
-				return err
-			}
-			out = append(out, r)
-		}
-		return rows.Err()
+		var err error
+		out, err = column[id.RoomID](q.QueryContext(ctx, `SELECT room_id FROM rooms WHERE visibility = 'public' ORDER BY room_nid`))
+		return err
 	})
 	return out, err
 }
@@ -91,21 +81,11 @@ func (db *DB) PublicRoomIDs(ctx context.Context) ([]id.RoomID, error) {
 func (db *DB) Extremities(ctx context.Context, roomID id.RoomID) ([]id.EventID, error) {
 	var out []id.EventID
 	err := db.read(ctx, "extremities", func(q querier) error {
-		rows, err := q.QueryContext(ctx, `SELECT e.event_id FROM room_extremities x
+		var err error
+		out, err = column[id.EventID](q.QueryContext(ctx, `SELECT e.event_id FROM room_extremities x
 			JOIN rooms r ON r.room_nid = x.room_nid JOIN events e ON e.event_nid = x.event_nid
-			WHERE r.room_id = $1 ORDER BY e.event_nid`, string(roomID))
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var e id.EventID
-			if err := rows.Scan(&e); err != nil {
-				return err
-			}
-			out = append(out, e)
-		}
-		return rows.Err()
+			WHERE r.room_id = $1 ORDER BY e.event_nid`, string(roomID)))
+		return err
 	})
 	return out, err
 }
@@ -235,21 +215,11 @@ func (db *DB) ForgetRoom(ctx context.Context, roomID id.RoomID, user id.UserID) 
 func (db *DB) SharedRoomUsers(ctx context.Context, user id.UserID) ([]id.UserID, error) {
 	var out []id.UserID
 	err := db.read(ctx, "shared_room_users", func(q querier) error {
-		rows, err := q.QueryContext(ctx, `SELECT DISTINCT o.user_id FROM memberships m
+		var err error
+		out, err = column[id.UserID](q.QueryContext(ctx, `SELECT DISTINCT o.user_id FROM memberships m
 			JOIN memberships o ON o.room_nid = m.room_nid AND o.membership = 'join'
-			WHERE m.user_id = $1 AND m.membership = 'join'`, string(user))
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var u id.UserID
-			if err := rows.Scan(&u); err != nil {
-				return err
-			}
-			out = append(out, u)
-		}
-		return rows.Err()
+			WHERE m.user_id = $1 AND m.membership = 'join'`, string(user)))
+		return err
 	})
 	return out, err
 }

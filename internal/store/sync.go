@@ -730,22 +730,12 @@ func (db *DB) UnreadCounts(ctx context.Context, user id.UserID, queries []Unread
 func (db *DB) PresenceChangedPeers(ctx context.Context, user id.UserID, from, to int64) ([]id.UserID, error) {
 	var out []id.UserID
 	err := db.read(ctx, "presence_changed_peers", func(q querier) error {
-		rows, err := q.QueryContext(ctx, `SELECT p.user_id FROM presence p WHERE p.stream_pos > $2 AND p.stream_pos <= $3
+		var err error
+		out, err = column[id.UserID](q.QueryContext(ctx, `SELECT p.user_id FROM presence p WHERE p.stream_pos > $2 AND p.stream_pos <= $3
 			AND (p.user_id = $1 OR EXISTS (SELECT 1 FROM memberships o JOIN memberships m ON m.room_nid = o.room_nid
 				WHERE o.user_id = p.user_id AND o.membership = 'join' AND m.user_id = $1 AND m.membership = 'join'))
-			ORDER BY p.stream_pos`, string(user), from, to)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var u id.UserID
-			if err := rows.Scan(&u); err != nil {
-				return err
-			}
-			out = append(out, u)
-		}
-		return rows.Err()
+			ORDER BY p.stream_pos`, string(user), from, to))
+		return err
 	})
 	return out, err
 }
@@ -813,20 +803,10 @@ func (db *DB) MembershipEventIDs(ctx context.Context, user id.UserID, rooms []id
 func (db *DB) JoinedRoomIDs(ctx context.Context, user id.UserID) ([]id.RoomID, error) {
 	var out []id.RoomID
 	err := db.read(ctx, "joined_room_ids", func(q querier) error {
-		rows, err := q.QueryContext(ctx, `SELECT r.room_id FROM memberships m JOIN rooms r ON r.room_nid = m.room_nid
-			WHERE m.user_id = $1 AND m.membership = 'join'`, string(user))
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var r id.RoomID
-			if err := rows.Scan(&r); err != nil {
-				return err
-			}
-			out = append(out, r)
-		}
-		return rows.Err()
+		var err error
+		out, err = column[id.RoomID](q.QueryContext(ctx, `SELECT r.room_id FROM memberships m JOIN rooms r ON r.room_nid = m.room_nid
+			WHERE m.user_id = $1 AND m.membership = 'join'`, string(user)))
+		return err
 	})
 	return out, err
 }
