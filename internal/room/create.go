@@ -115,11 +115,8 @@ func (s *Service) Create(ctx context.Context, creator id.UserID, req CreateReque
 	}
 	createContent["room_version"] = string(version)
 	delete(createContent, "creator")
-	if !version.RoomIDIsCreateEventID() { // the creator key was removed in v11
-		if version == "1" || version == "2" || version == "3" || version == "4" || version == "5" ||
-			version == "6" || version == "7" || version == "8" || version == "9" || version == "10" {
-			createContent["creator"] = string(creator)
-		}
+	if version.CreatorInContent() { // removed in v11
+		createContent["creator"] = string(creator)
 	}
 	if req.predecessor != nil {
 		createContent["predecessor"] = req.predecessor

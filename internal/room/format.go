@@ -120,10 +120,6 @@ func (s *Service) formatOne(ev *store.Event, v Viewer, redactedBecause, relation
 	u := []byte("{}")
 	if len(ev.Added) > 0 {
 		u = append([]byte(nil), ev.Added...)
-		if ev.RedactedBy != "" {
-			// prev_content of a redacted event stays: it is another
-			// event's content. Synapse keeps it too.
-		}
 	}
 	u = cjson.Set(nil, u, "age", []byte(itoa(max(0, now-ev.OriginServerTS()))))
 	if ev.TxnID != "" && ev.Sender() == v.UserID && ev.TxnDevice == v.DeviceID && v.DeviceID != "" {

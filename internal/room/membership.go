@@ -11,7 +11,6 @@ import (
 	"polder.dev/polder/internal/event"
 	"polder.dev/polder/internal/eventauth"
 	"polder.dev/polder/internal/mxerr"
-	"polder.dev/polder/internal/stateres"
 	"polder.dev/polder/internal/store"
 )
 
@@ -212,5 +211,3 @@ func getString(obj []byte, key string) (string, bool) {
 	s, err := cjson.Unquote(v)
 	return s, err == nil
 }
-
-var _ = stateres.StateKey{}

@@ -18,11 +18,8 @@ package room
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
-	"time"
 
 	"maunium.net/go/mautrix/id"
 
@@ -156,9 +153,6 @@ func (s *Service) load(ctx context.Context, roomID id.RoomID, rs *roomState) err
 	rs.loaded = true
 	return nil
 }
-
-// forget drops a room's cached state, after a failed write left it unsure.
-func (rs *roomState) reset() { rs.loaded = false }
 
 // Draft is an event a local user wants to send.
 type Draft struct {
@@ -516,7 +510,3 @@ func (s *Service) PowerLevels(ctx context.Context, roomID id.RoomID) (*eventauth
 func (rs *roomState) powerLevels() (*eventauth.PowerLevels, error) {
 	return eventauth.NewPowerLevels(rs.version, rs.lookup(event.TypeCreate, ""), rs.lookup(event.TypePowerLevels, ""))
 }
-
-var _ = slices.Contains[[]string]
-var _ = time.Now
-var _ = fmt.Sprintf
