@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -103,29 +102,41 @@ func (tx *Tx) PersistEvent(ctx context.Context, ne NewEvent) (int64, error) {
 		}
 		pos = sql.NullInt64{Int64: v, Valid: true}
 	}
+	// The snapshot names events by their rows: one that holds this event
+	// is written after the event's row, others (a message's, which reuses
+	// its predecessor's) before it, so that the row is written once.
+	selfInState := false
+	for _, v := range ne.StateChanges {
+		selfInState = selfInState || v == p.EventID()
+	}
+	if !ne.Outlier && !selfInState {
+		if snap, err = tx.writeSnapshot(ctx, roomNID, ne.StateBase, ne.StateChanges); err != nil {
+			return 0, fmt.Errorf("state after %s: %w", p.EventID(), err)
+		}
+	}
 	relTo, relType, relKey := relation(p.Content())
 	var nid int64
 	err = tx.QueryRowContext(ctx, `INSERT INTO events (event_id, room_nid, type, state_key, sender, depth, origin_ts, stream_pos,
-			json, unsigned, replaces, rejected, soft_failed, relates_to, rel_type, rel_key)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING event_nid`,
+			json, unsigned, replaces, rejected, soft_failed, relates_to, rel_type, rel_key, state_snapshot)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING event_nid`,
 		string(p.EventID()), roomNID, p.Type(), p.StateKey(), string(p.Sender()), p.Depth(), p.OriginServerTS(), pos,
 		p.JSON(), ne.Added, nullString(string(ne.Replaces)), ne.Rejected, ne.SoftFailed,
-		nullString(relTo), nullString(relType), nullString(relKey)).Scan(&nid)
+		nullString(relTo), nullString(relType), nullString(relKey), snap).Scan(&nid)
 	if isUniqueViolation(err) {
 		return 0, ErrConflict
 	}
 	if err != nil {
 		return 0, fmt.Errorf("insert event %s: %w", p.EventID(), err)
 	}
-	if !ne.Outlier {
-		s, err := tx.writeSnapshot(ctx, roomNID, ne.StateBase, ne.StateChanges)
-		if err != nil {
+	if !ne.Outlier && selfInState {
+		if snap, err = tx.writeSnapshot(ctx, roomNID, ne.StateBase, ne.StateChanges); err != nil {
 			return 0, fmt.Errorf("state after %s: %w", p.EventID(), err)
 		}
-		snap = s
 		if _, err := tx.ExecContext(ctx, `UPDATE events SET state_snapshot = $2 WHERE event_nid = $1`, nid, snap); err != nil {
 			return 0, err
 		}
+	}
+	if !ne.Outlier {
 		if _, err := tx.ExecContext(ctx, `UPDATE rooms SET max_depth = $2 WHERE room_nid = $1 AND max_depth < $2`, roomNID, p.Depth()); err != nil {
 			return 0, err
 		}
@@ -547,5 +558,3 @@ func placeholders(from, n int) string {
 	}
 	return b.String()
 }
-
-var _ = errors.Is
