@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"slices"
 	"testing"
+	"time"
 
 	"polder.dev/polder/internal/hstest"
 )
@@ -43,6 +44,10 @@ func TestBundledAggregations(t *testing.T) {
 		// ignored (another sender, another type, no m.new_content).
 		e1 := hstest.Str(t, hstest.MustOK(t, sendRel(t, alice, roomID, "m.room.message", "m.replace", root,
 			map[string]any{"body": "* root 1", "m.new_content": msg("root 1")})), "event_id")
+		// Edits in the same millisecond are ordered by event ID (spec:
+		// "Event replacements", choosing which replacement to use), so the
+		// second edit must carry a later origin_server_ts to be the latest.
+		time.Sleep(2 * time.Millisecond)
 		e2 := hstest.Str(t, hstest.MustOK(t, sendRel(t, alice, roomID, "m.room.message", "m.replace", root,
 			map[string]any{"body": "* root 2", "m.new_content": msg("root 2")})), "event_id")
 		hstest.MustOK(t, sendRel(t, bob, roomID, "m.room.message", "m.replace", root,
