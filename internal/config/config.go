@@ -66,6 +66,56 @@ type Config struct {
 	AccessTokenLifetime time.Duration `yaml:"refreshable_access_token_lifetime"`
 	// ShutdownTimeout bounds the graceful shutdown on SIGTERM.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+
+	// TLSListen is the address of the HTTPS listener, which serves the same
+	// APIs as Listen (federation needs HTTPS: server-server API "TLS").
+	// Empty means ":8448" when a certificate or a CA is configured, and no
+	// HTTPS listener otherwise; see TLSAddr.
+	TLSListen string `yaml:"tls_listen"`
+	// TLSCert and TLSKey are PEM files of the certificate (chain) and its
+	// key. They are read again when they change on disk.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// TLSCACert and TLSCAKey are a CA from which Polder mints its own
+	// certificate for the server name at startup (private federations,
+	// Complement). Outbound federation trusts that CA too.
+	TLSCACert string `yaml:"tls_ca_cert"`
+	TLSCAKey  string `yaml:"tls_ca_key"`
+	// FederationTrustedCA lists PEM files (comma-separated) of CAs trusted
+	// for outbound federation in addition to the system's.
+	FederationTrustedCA string `yaml:"federation_trusted_ca"`
+	// FederationEnabled serves the federation and key APIs and lets the
+	// server talk to others. Off, the server is an island.
+	FederationEnabled bool `yaml:"federation_enabled"`
+}
+
+// DefaultTLSListen is the HTTPS listener's address when a certificate or a
+// CA is configured and tls_listen is not set: the spec's default federation
+// port on every interface.
+const DefaultTLSListen = ":8448"
+
+// TLSAddr is the effective address of the HTTPS listener: TLSListen, or
+// DefaultTLSListen when a certificate or a CA is configured; "" when there
+// is no HTTPS listener.
+func (c *Config) TLSAddr() string {
+	switch {
+	case c.TLSListen != "":
+		return c.TLSListen
+	case c.TLSCert != "" || c.TLSCACert != "":
+		return DefaultTLSListen
+	}
+	return ""
+}
+
+// TrustedCAFiles is FederationTrustedCA split into file names.
+func (c *Config) TrustedCAFiles() []string {
+	var out []string
+	for _, f := range strings.Split(c.FederationTrustedCA, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // Default returns the settings used when nothing else is given.
@@ -85,6 +135,7 @@ func Default() Config {
 		PasswordHashCost:        12,
 		AccessTokenLifetime:     5 * time.Minute,
 		ShutdownTimeout:         10 * time.Second,
+		FederationEnabled:       true,
 	}
 }
 
@@ -118,6 +169,13 @@ func (c *Config) settings() []setting {
 		{"password_hash_cost", "bcrypt cost of password hashes (4-31)", &c.PasswordHashCost},
 		{"refreshable_access_token_lifetime", "lifetime of access tokens issued with a refresh token", &c.AccessTokenLifetime},
 		{"shutdown_timeout", "how long a graceful shutdown waits for requests in flight", &c.ShutdownTimeout},
+		{"tls_listen", "address for HTTPS (client and federation APIs); empty: " + DefaultTLSListen + " when tls_cert or tls_ca_cert is set, else none", &c.TLSListen},
+		{"tls_cert", "PEM file of the HTTPS certificate chain (with tls_key); reloaded when it changes", &c.TLSCert},
+		{"tls_key", "PEM file of the HTTPS certificate's private key", &c.TLSKey},
+		{"tls_ca_cert", "PEM file of a CA from which to mint this server's HTTPS certificate at startup (with tls_ca_key); also trusted for federation", &c.TLSCACert},
+		{"tls_ca_key", "PEM file of that CA's private key", &c.TLSCAKey},
+		{"federation_trusted_ca", "comma-separated PEM files of extra CAs trusted for outbound federation (private federations)", &c.FederationTrustedCA},
+		{"federation_enabled", "serve the federation API and talk to other servers", &c.FederationEnabled},
 	}
 }
 
@@ -316,6 +374,30 @@ func (c *Config) Validate() error {
 	}
 	if c.RegistrationRequiresToken && !c.EnableRegistration {
 		return errors.New("registration_requires_token: needs enable_registration")
+	}
+	return c.validateTLS()
+}
+
+func (c *Config) validateTLS() error {
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("tls_cert: tls_cert and tls_key go together")
+	}
+	if (c.TLSCACert == "") != (c.TLSCAKey == "") {
+		return errors.New("tls_ca_cert: tls_ca_cert and tls_ca_key go together")
+	}
+	if c.TLSCert != "" && c.TLSCACert != "" {
+		return errors.New("tls_ca_cert: give either tls_cert and tls_key or tls_ca_cert and tls_ca_key, not both")
+	}
+	if c.TLSListen != "" {
+		if c.TLSCert == "" && c.TLSCACert == "" {
+			return errors.New("tls_listen: needs tls_cert and tls_key, or tls_ca_cert and tls_ca_key")
+		}
+		if _, _, err := net.SplitHostPort(c.TLSListen); err != nil {
+			return fmt.Errorf("tls_listen %q: want host:port: %v", c.TLSListen, err)
+		}
+	}
+	if addr := c.TLSAddr(); addr != "" && addr == c.Listen {
+		return fmt.Errorf("tls_listen %q: must differ from listen", addr)
 	}
 	return nil
 }

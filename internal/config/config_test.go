@@ -160,6 +160,19 @@ func TestValidate(t *testing.T) {
 		{"token lifetime 59s", func(c *config.Config) { c.AccessTokenLifetime = 59 * time.Second }, "refreshable_access_token_lifetime"},
 		{"zero shutdown timeout", func(c *config.Config) { c.ShutdownTimeout = 0 }, "shutdown_timeout"},
 		{"token registration, registration closed", func(c *config.Config) { c.RegistrationRequiresToken = true }, "registration_requires_token"},
+		{"certificate files", func(c *config.Config) { c.TLSCert, c.TLSKey = "c.pem", "k.pem" }, ""},
+		{"minting CA", func(c *config.Config) { c.TLSCACert, c.TLSCAKey = "ca.crt", "ca.key" }, ""},
+		{"certificate on another port", func(c *config.Config) { c.TLSCert, c.TLSKey, c.TLSListen = "c.pem", "k.pem", "127.0.0.1:8443" }, ""},
+		{"certificate without key", func(c *config.Config) { c.TLSCert = "c.pem" }, "tls_cert"},
+		{"key without certificate", func(c *config.Config) { c.TLSKey = "k.pem" }, "tls_cert"},
+		{"CA without key", func(c *config.Config) { c.TLSCACert = "ca.crt" }, "tls_ca_cert"},
+		{"CA key without CA", func(c *config.Config) { c.TLSCAKey = "ca.key" }, "tls_ca_cert"},
+		{"certificate and CA", func(c *config.Config) {
+			c.TLSCert, c.TLSKey, c.TLSCACert, c.TLSCAKey = "c.pem", "k.pem", "ca.crt", "ca.key"
+		}, "tls_ca_cert"},
+		{"tls_listen without certificate", func(c *config.Config) { c.TLSListen = ":8448" }, "tls_listen"},
+		{"tls_listen without port", func(c *config.Config) { c.TLSCert, c.TLSKey, c.TLSListen = "c.pem", "k.pem", "0.0.0.0" }, "tls_listen"},
+		{"tls_listen equal to listen", func(c *config.Config) { c.TLSCert, c.TLSKey, c.TLSListen = "c.pem", "k.pem", c.Listen }, "tls_listen"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,6 +188,50 @@ func TestValidate(t *testing.T) {
 				t.Errorf("Validate: %q is more than one line", err)
 			}
 		})
+	}
+}
+
+// TLSAddr: the HTTPS listener is on by default once there is something to
+// serve it with, and off otherwise.
+func TestTLSAddr(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*config.Config)
+		want   string
+	}{
+		{"nothing configured", func(*config.Config) {}, ""},
+		{"certificate files", func(c *config.Config) { c.TLSCert, c.TLSKey = "c.pem", "k.pem" }, ":8448"},
+		{"minting CA", func(c *config.Config) { c.TLSCACert, c.TLSCAKey = "ca.crt", "ca.key" }, ":8448"},
+		{"explicit address", func(c *config.Config) { c.TLSCert, c.TLSKey, c.TLSListen = "c.pem", "k.pem", "0.0.0.0:443" }, "0.0.0.0:443"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := config.Default()
+			tt.change(&c)
+			if got := c.TLSAddr(); got != tt.want {
+				t.Errorf("TLSAddr() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// Federation settings load from every source like the others;
+// federation_trusted_ca is a comma-separated list of files.
+func TestFederationSettings(t *testing.T) {
+	c, err := load(t, "federation_enabled: false\ntls_ca_cert: /ca/ca.crt\n",
+		map[string]string{"POLDER_TLS_CA_KEY": "/ca/ca.key", "POLDER_FEDERATION_TRUSTED_CA": " a.pem, ,b.pem"},
+		"--tls-listen", "127.0.0.1:8449")
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if c.FederationEnabled || c.TLSCACert != "/ca/ca.crt" || c.TLSCAKey != "/ca/ca.key" || c.TLSAddr() != "127.0.0.1:8449" {
+		t.Errorf("Load = %+v, want federation off, CA /ca/ca.crt + /ca/ca.key, tls_listen 127.0.0.1:8449", c)
+	}
+	if got, want := c.TrustedCAFiles(), []string{"a.pem", "b.pem"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("TrustedCAFiles() = %q, want %q", got, want)
+	}
+	if !config.Default().FederationEnabled {
+		t.Errorf("Default().FederationEnabled = false, want true")
 	}
 }
 
