@@ -105,6 +105,18 @@ func rulesFor(version id.RoomVersion) (*rules, error) {
 	return r, nil
 }
 
+// SupportedVersions lists the room versions this package handles, "1"
+// to "12", for make_join's ver parameters.
+func SupportedVersions() []id.RoomVersion {
+	out := make([]id.RoomVersion, 0, len(versionRules))
+	for v := 1; v <= 12; v++ {
+		if rv := id.RoomVersion(fmt.Sprint(v)); Supported(rv) {
+			out = append(out, rv)
+		}
+	}
+	return out
+}
+
 // Supported reports whether this package handles the room version.
 func Supported(version id.RoomVersion) bool {
 	_, ok := versionRules[version]

@@ -115,6 +115,9 @@ func newErr(code, format string, args []any) *Error {
 }
 
 // Constructors for the errcodes handlers return. Each takes a printf format.
+// New is an error with any errcode of the table.
+func New(code, format string, a ...any) *Error { return newErr(code, format, a) }
+
 func Forbidden(format string, a ...any) *Error    { return newErr("M_FORBIDDEN", format, a) }
 func NotFound(format string, a ...any) *Error     { return newErr("M_NOT_FOUND", format, a) }
 func BadJSON(format string, a ...any) *Error      { return newErr("M_BAD_JSON", format, a) }

@@ -86,8 +86,8 @@ func (s *Service) Create(ctx context.Context, creator id.UserID, req CreateReque
 		if _, _, err := id.UserID(u).Parse(); err != nil {
 			return "", mxerr.InvalidParam("Invalid user ID %q in invite", u)
 		}
-		if u.Homeserver() != s.cfg.ServerName {
-			return "", mxerr.Forbidden("Inviting users of other servers needs federation, which this server does not have yet")
+		if u.Homeserver() != s.cfg.ServerName && s.cfg.Federation == nil {
+			return "", mxerr.Forbidden("This server does not federate; users of other servers cannot be invited")
 		}
 	}
 	var alias id.RoomAlias
@@ -295,8 +295,13 @@ func (s *Service) Create(ctx context.Context, creator id.UserID, req CreateReque
 			return "", err
 		}
 	}
+	var remoteInvites []id.UserID
 	for _, u := range dedupe(req.Invite) {
 		if u == creator {
+			continue
+		}
+		if u.Homeserver() != s.cfg.ServerName {
+			remoteInvites = append(remoteInvites, u) // after the room exists
 			continue
 		}
 		c, err := s.memberContent(ctx, u, "invite", "", nil)
@@ -339,6 +344,17 @@ func (s *Service) Create(ctx context.Context, creator id.UserID, req CreateReque
 	s.rooms[roomID] = live
 	s.mu.Unlock()
 	s.log.Info("room created", "room_id", roomID, "room_version", version, "user_id", creator)
+	for _, u := range remoteInvites {
+		var extra map[string]any
+		if req.IsDirect {
+			extra = map[string]any{"is_direct": true}
+		}
+		// As Synapse does, a failed remote invite does not fail the
+		// creation; the inviter sees the member list.
+		if _, err := s.sendMember(ctx, creator, u, Invite, "", extra, nil, roomID); err != nil {
+			s.log.Info("invite of a remote user at room creation failed", "room_id", roomID, "user_id", u, "err", err)
+		}
+	}
 	return roomID, nil
 }
 

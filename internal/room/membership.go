@@ -34,6 +34,9 @@ type MemberChange struct {
 	// supported); membership, displayname and avatar_url are the server's.
 	Extra map[string]any
 	Txn   *store.Txn
+	// Via are servers to try for a join or knock of a room this server is
+	// not in (the client's via/server_name, the alias's servers).
+	Via []string
 }
 
 // SetMembership sends a member event for a local user's membership change:
@@ -46,8 +49,17 @@ func (s *Service) SetMembership(ctx context.Context, c MemberChange) (*store.Eve
 	if _, _, err := c.Target.Parse(); err != nil {
 		return nil, mxerr.InvalidParam("Invalid user ID %q", c.Target)
 	}
-	if c.Target.Homeserver() != s.cfg.ServerName && c.Membership == Invite {
-		return nil, mxerr.Forbidden("Inviting users of other servers needs federation, which this server does not have yet")
+	if c.Target.Homeserver() != s.cfg.ServerName && c.Membership == Invite && s.cfg.Federation == nil {
+		return nil, mxerr.Forbidden("This server does not federate; users of other servers cannot be invited")
+	}
+	if c.Target == c.Sender && (c.Membership == Join || c.Membership == Knock || c.Membership == Leave) {
+		remote, err := s.needsRemote(ctx, c.RoomID, c.Membership)
+		if err != nil {
+			return nil, err
+		}
+		if remote {
+			return s.membershipRemote(ctx, c)
+		}
 	}
 	return s.sendMember(ctx, c.Sender, c.Target, c.Membership, c.Reason, c.Extra, c.Txn, c.RoomID)
 }
@@ -90,6 +102,11 @@ func (s *Service) sendMember(ctx context.Context, sender, target id.UserID, memb
 	}
 	if err := eventauth.Check(rs.version, pdu, rs.lookup); err != nil {
 		return nil, forbidden(err)
+	}
+	if membership == Invite && target.Homeserver() != s.cfg.ServerName {
+		if pdu, err = s.sendInvite(ctx, rs, pdu); err != nil {
+			return nil, err
+		}
 	}
 	ev, err := s.persist(ctx, rs, pdu, txn)
 	if errors.Is(err, store.ErrConflict) && txn != nil {

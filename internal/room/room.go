@@ -26,6 +26,7 @@ import (
 	"polder.dev/polder/internal/cjson"
 	"polder.dev/polder/internal/event"
 	"polder.dev/polder/internal/eventauth"
+	"polder.dev/polder/internal/federation"
 	"polder.dev/polder/internal/keys"
 	"polder.dev/polder/internal/mxerr"
 	"polder.dev/polder/internal/notify"
@@ -47,6 +48,11 @@ type Config struct {
 	Key        *keys.SigningKey
 	// DefaultVersion of new rooms; DefaultVersion if empty.
 	DefaultVersion id.RoomVersion
+	// Federation reaches other servers (joins, invites, missing events).
+	// nil: rooms stay local, and remote invites and joins are refused.
+	Federation *federation.Client
+	// Keys gives other servers' signing keys, to verify their events.
+	Keys KeySource
 }
 
 // Service is the room service.
@@ -58,6 +64,9 @@ type Service struct {
 
 	mu    sync.Mutex
 	rooms map[id.RoomID]*roomState
+	// res resolves state at forks (remote events); its auth chain cache
+	// lives as long as the service.
+	res *stateres.Resolver
 
 	// OnEvent, if set, is called after each event is persisted and
 	// announced (push, federation). It must not block.
@@ -69,7 +78,9 @@ func New(cfg Config, db *store.DB, n *notify.Notifier, log *slog.Logger) *Servic
 	if cfg.DefaultVersion == "" {
 		cfg.DefaultVersion = DefaultVersion
 	}
-	return &Service{cfg: cfg, db: db, n: n, log: log, rooms: make(map[id.RoomID]*roomState)}
+	s := &Service{cfg: cfg, db: db, n: n, log: log, rooms: make(map[id.RoomID]*roomState)}
+	s.res = stateres.New(stateres.Config{Source: dbSource{db}})
+	return s
 }
 
 // ServerName is the name of this server.
@@ -414,6 +425,16 @@ func (s *Service) persistBatch(ctx context.Context, rs *roomState, pdus []*event
 		}
 	}
 	return out, nil
+}
+
+// notifyChange is who an event concerns: its room and, for a member
+// event, its target.
+func notifyChange(ev *store.Event) notify.Change {
+	c := notify.Change{Rooms: []id.RoomID{ev.RoomID()}}
+	if ev.Type() == event.TypeMember && ev.StateKey() != nil {
+		c.Users = []id.UserID{id.UserID(*ev.StateKey())}
+	}
+	return c
 }
 
 // inState reports whether eid is in state. It is a scan; callers only use

@@ -514,8 +514,23 @@ func (db *DB) CurrentStateEvent(ctx context.Context, roomID id.RoomID, typ, stat
 
 // CurrentState returns a room's current state as a map.
 func (db *DB) CurrentState(ctx context.Context, roomID id.RoomID) (stateres.StateMap, error) {
-	out := stateres.StateMap{}
+	var out stateres.StateMap
 	err := db.read(ctx, "current_state", func(q querier) error {
+		var err error
+		out, err = currentState(ctx, q, roomID)
+		return err
+	})
+	return out, err
+}
+
+// CurrentState is DB.CurrentState in the transaction.
+func (tx *Tx) CurrentState(ctx context.Context, roomID id.RoomID) (stateres.StateMap, error) {
+	return currentState(ctx, tx, roomID)
+}
+
+func currentState(ctx context.Context, q querier, roomID id.RoomID) (stateres.StateMap, error) {
+	out := stateres.StateMap{}
+	err := func() error {
 		rows, err := q.QueryContext(ctx, `SELECT c.type, c.state_key, e.event_id FROM current_state c
 			JOIN rooms r ON r.room_nid = c.room_nid JOIN events e ON e.event_nid = c.event_nid WHERE r.room_id = $1`, string(roomID))
 		if err != nil {
@@ -531,7 +546,7 @@ func (db *DB) CurrentState(ctx context.Context, roomID id.RoomID) (stateres.Stat
 			out[k] = eid
 		}
 		return rows.Err()
-	})
+	}()
 	return out, err
 }
 

@@ -1080,6 +1080,21 @@ func (b *builder) stripped(ctx context.Context, invites, knocks []store.Membersh
 		if err := json.Unmarshal(event.StrippedState(pdus), &list.Events); err != nil {
 			return err
 		}
+		// A remote room's state comes with the invite or knock (server-
+		// server API invite_room_state, knock_room_state); the room
+		// service keeps it in the event's unsigned.
+		if ev := b.loaded[m.EventID]; ev != nil && ev.Added != nil {
+			key := "invite_room_state"
+			if i >= len(invites) {
+				key = "knock_room_state"
+			}
+			if raw, ok := cjson.Get(ev.Added, key); ok {
+				var remote []json.RawMessage
+				if json.Unmarshal(raw, &remote) == nil && len(list.Events) > 0 {
+					list.Events = append(remote, list.Events[len(list.Events)-1:]...)
+				}
+			}
+		}
 		if i < len(invites) {
 			b.invited[m.RoomID] = &InvitedRoom{InviteState: list}
 		} else {
