@@ -47,6 +47,7 @@ const (
 	TypeJoinRules         = "m.room.join_rules"
 	TypePowerLevels       = "m.room.power_levels"
 	TypeHistoryVisibility = "m.room.history_visibility"
+	TypeServerACL         = "m.room.server_acl"
 	TypeRedaction         = "m.room.redaction"
 	TypeAliases           = "m.room.aliases"
 )

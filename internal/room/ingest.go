@@ -1,0 +1,507 @@
+package room
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	gosync "sync"
+
+	"golang.org/x/sync/errgroup"
+	"maunium.net/go/mautrix/id"
+
+	"polder.dev/polder/internal/cjson"
+	"polder.dev/polder/internal/event"
+	"polder.dev/polder/internal/eventauth"
+	"polder.dev/polder/internal/federation"
+	"polder.dev/polder/internal/stateres"
+	"polder.dev/polder/internal/store"
+)
+
+// Inbound PDUs (server-server API, "Checks performed on receipt of a
+// PDU"): parse, signatures, hashes, auth against the event's own auth
+// events, auth against the state before it (rejected otherwise), auth
+// against the current state (soft-failed otherwise). Missing prev events
+// are fetched with get_missing_events; when a gap remains, the state
+// before the missing events is asked of the sender with state_ids. Every
+// state computed here goes through the same resolver as local forks.
+
+// maxMissingEvents bounds one get_missing_events request.
+const maxMissingEvents = 20
+
+// ErrNotInRoom is the result of PDUs of rooms this server is not in.
+var ErrNotInRoom = errors.New("this server is not in the room")
+
+// ReceivePDUs implements the inbound transaction's PDU handling.
+func (s *Service) ReceivePDUs(ctx context.Context, origin string, pdus []json.RawMessage) map[id.EventID]error {
+	results := map[id.EventID]error{}
+	var mu gosync.Mutex
+	byRoom := map[id.RoomID][][]byte{}
+	var order []id.RoomID
+	for _, raw := range pdus {
+		v, ok := cjson.Get(raw, "room_id")
+		if !ok {
+			continue
+		}
+		rid, err := cjson.Unquote(v)
+		if err != nil {
+			continue
+		}
+		if _, ok := byRoom[id.RoomID(rid)]; !ok {
+			order = append(order, id.RoomID(rid))
+		}
+		byRoom[id.RoomID(rid)] = append(byRoom[id.RoomID(rid)], raw)
+	}
+	var g errgroup.Group
+	g.SetLimit(4)
+	for _, rid := range order {
+		g.Go(func() error {
+			res := s.receiveRoom(ctx, origin, rid, byRoom[rid])
+			mu.Lock()
+			for k, v := range res {
+				results[k] = v
+			}
+			mu.Unlock()
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return results
+}
+
+func (s *Service) receiveRoom(ctx context.Context, origin string, roomID id.RoomID, raws [][]byte) map[id.EventID]error {
+	res := map[id.EventID]error{}
+	r, err := s.db.Room(ctx, roomID)
+	if err != nil {
+		return res // unknown room: the PDUs cannot even be parsed
+	}
+	pdus, _ := parseAll(r.Version, roomID, raws)
+	if ok, err := s.ServerAllowed(ctx, roomID, origin); err == nil && !ok {
+		for _, p := range pdus {
+			res[p.EventID()] = errors.New("server ACL forbids the origin")
+		}
+		return res
+	}
+	verified, bad := s.verifyAll(ctx, pdus)
+	for k, v := range bad {
+		res[k] = v
+	}
+	slices.SortStableFunc(verified, func(a, b *event.PDU) int { return int(a.Depth() - b.Depth()) })
+	rs, err := s.lock(ctx, roomID)
+	if err != nil {
+		for _, p := range verified {
+			res[p.EventID()] = err
+		}
+		return res
+	}
+	defer rs.mu.Unlock()
+	if !s.resident(rs) {
+		for _, p := range verified {
+			res[p.EventID()] = ErrNotInRoom
+		}
+		return res
+	}
+	for _, p := range verified {
+		err := s.ingest(ctx, rs, origin, p, true)
+		if err != nil {
+			s.log.Debug("inbound PDU not accepted", "event_id", p.EventID(), "room_id", roomID, "origin", origin, "err", err)
+		}
+		res[p.EventID()] = err
+	}
+	return res
+}
+
+// eventCache loads events by ID for one ingest, remembering them.
+type eventCache struct {
+	s     *Service
+	ctx   context.Context
+	known map[id.EventID]eventauth.Event
+}
+
+func (c *eventCache) get(eid id.EventID) eventauth.Event {
+	if ev, ok := c.known[eid]; ok {
+		return ev
+	}
+	ev, err := c.s.db.Event(c.ctx, eid)
+	if err != nil {
+		return nil
+	}
+	c.known[eid] = ev
+	return ev
+}
+
+func (c *eventCache) pdu(eid id.EventID) *event.PDU {
+	switch ev := c.get(eid).(type) {
+	case *store.Event:
+		return ev.PDU
+	case *event.PDU:
+		return ev
+	}
+	return nil
+}
+
+// rejection marks an ingest error that stored the event as rejected.
+type rejection struct{ err error }
+
+func (r *rejection) Error() string { return "rejected: " + r.err.Error() }
+func (r *rejection) Unwrap() error { return r.err }
+
+// ingest checks and persists one verified remote event. rs must be
+// locked. fetch allows fetching missing prev events from origin (off for
+// the events fetched that way, which fall back to state_ids).
+func (s *Service) ingest(ctx context.Context, rs *roomState, origin string, p *event.PDU, fetch bool) error {
+	if _, err := s.db.Event(ctx, p.EventID()); err == nil {
+		return nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	ec := &eventCache{s: s, ctx: ctx, known: map[id.EventID]eventauth.Event{}}
+	// Step 4: the event's own auth events.
+	var missing []id.EventID
+	for _, a := range p.AuthEventIDs() {
+		if ec.get(a) == nil {
+			missing = append(missing, a)
+		}
+	}
+	if len(missing) > 0 {
+		if err := s.fetchAuthChain(ctx, rs.version, origin, p.RoomID(), p.EventID()); err != nil {
+			return fmt.Errorf("fetch auth events %v: %w", missing, err)
+		}
+	}
+	var rejectErr error
+	if err := authAgainstOwn(rs.version, p, ec.get); err != nil {
+		if errors.Is(err, eventauth.ErrMissingAuthEvent) {
+			return err // dropped: it may come again once we have them
+		}
+		rejectErr = err
+	}
+	// The state before the event, from the states after its prev events.
+	prevStates, missingPrev, err := s.prevStates(ctx, p)
+	if err != nil {
+		return err
+	}
+	if len(missingPrev) > 0 && fetch && s.cfg.Federation != nil {
+		s.fetchMissing(ctx, rs, origin, p)
+		if prevStates, missingPrev, err = s.prevStates(ctx, p); err != nil {
+			return err
+		}
+	}
+	for _, prev := range missingPrev {
+		st, err := s.stateAfterRemote(ctx, rs.version, origin, p.RoomID(), prev)
+		if err != nil {
+			return fmt.Errorf("state at missing prev event %s: %w", prev, err)
+		}
+		prevStates = append(prevStates, st)
+	}
+	before, err := s.res.StateBefore(ctx, rs.version, prevStates)
+	if err != nil {
+		return fmt.Errorf("state before %s: %w", p.EventID(), err)
+	}
+	// Step 5: the state before the event.
+	if rejectErr == nil {
+		if err := eventauth.Check(rs.version, p, lookupIn(before, ec.get)); err != nil {
+			rejectErr = err
+		}
+	}
+	// Step 6: the current state.
+	softFailed := false
+	if rejectErr == nil {
+		if err := eventauth.Check(rs.version, p, rs.lookup); err != nil {
+			softFailed = true
+			s.log.Info("soft-failed remote event", "event_id", p.EventID(), "room_id", p.RoomID(), "origin", origin, "err", err)
+		}
+	}
+	after := before
+	if sk := p.StateKey(); sk != nil && rejectErr == nil {
+		after = maps(before)
+		after[stateres.StateKey{Type: p.Type(), StateKey: *sk}] = p.EventID()
+	}
+	ne := store.NewEvent{PDU: p, Rejected: rejectErr != nil, SoftFailed: softFailed}
+	for _, prev := range p.PrevEventIDs() {
+		if !slices.Contains(missingPrev, prev) {
+			ne.StateBase = prev
+			break
+		}
+	}
+	baseState := stateres.StateMap{}
+	if ne.StateBase != "" {
+		if baseState, err = s.db.StateAfter(ctx, ne.StateBase); err != nil {
+			return err
+		}
+	}
+	ne.StateChanges = diff(baseState, after)
+	if sk := p.StateKey(); sk != nil && rejectErr == nil {
+		k := stateres.StateKey{Type: p.Type(), StateKey: *sk}
+		if old, ok := before[k]; ok {
+			ne.Replaces = old
+			if op := ec.pdu(old); op != nil {
+				u := cjson.Set(nil, []byte("{}"), "prev_content", op.Content())
+				u = cjson.Set(nil, u, "prev_sender", cjson.AppendString(nil, string(op.Sender())))
+				u = cjson.Set(nil, u, "replaces_state", cjson.AppendString(nil, string(old)))
+				ne.Added = u
+			}
+		}
+	}
+	// Forward extremities and current state move for accepted events.
+	current := rs.state
+	extremities := rs.extremities
+	if rejectErr == nil && !softFailed {
+		extremities = make([]id.EventID, 0, len(rs.extremities)+1)
+		for _, x := range rs.extremities {
+			if !slices.Contains(p.PrevEventIDs(), x) {
+				extremities = append(extremities, x)
+			}
+		}
+		extremities = append(extremities, p.EventID())
+		if len(extremities) == 1 {
+			current = after
+		} else {
+			states := make([]stateres.StateMap, 0, len(extremities))
+			for _, x := range extremities[:len(extremities)-1] {
+				st, err := s.db.StateAfter(ctx, x)
+				if err != nil {
+					return fmt.Errorf("state after extremity %s: %w", x, err)
+				}
+				states = append(states, st)
+			}
+			states = append(states, after)
+			if current, err = s.res.Resolve(ctx, rs.version, states); err != nil {
+				return fmt.Errorf("resolve current state: %w", err)
+			}
+		}
+		ne.Extremities = extremities
+		ne.CurrentChanges = diff(rs.state, current)
+	}
+	var red *redaction
+	var pos int64
+	err = s.db.WithTx(ctx, "persist_remote_event", func(tx *store.Tx) error {
+		var err error
+		if pos, err = tx.PersistEvent(ctx, ne); err != nil {
+			return err
+		}
+		if p.Type() == event.TypeRedaction && p.Redacts() != "" && rejectErr == nil && !softFailed {
+			red, err = s.applyRedaction(ctx, tx, rs, current, ec.pdu, p)
+		}
+		return err
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	// Commit happened: update the cache.
+	if rejectErr == nil && !softFailed {
+		for k, eid := range ne.CurrentChanges {
+			if old, ok := rs.state[k]; ok {
+				delete(rs.events, old)
+			}
+			if eid == "" {
+				continue
+			}
+			if pp := ec.pdu(eid); pp != nil {
+				rs.events[eid] = pp
+			} else if eid == p.EventID() {
+				rs.events[eid] = p
+			}
+		}
+		rs.state = current
+		rs.extremities = extremities
+		rs.depth = max(rs.depth, p.Depth())
+		if red != nil {
+			if _, ok := rs.events[red.target]; ok {
+				rs.events[red.target] = red.redacted
+			}
+		}
+	}
+	s.announce(&store.Event{PDU: p, StreamPos: pos, Added: ne.Added, Replaces: ne.Replaces, IsRejected: ne.Rejected, SoftFailed: softFailed})
+	if rejectErr != nil {
+		return &rejection{rejectErr}
+	}
+	return nil
+}
+
+// prevStates returns the states after an event's prev events that we
+// hold with state, and the prev events we do not.
+func (s *Service) prevStates(ctx context.Context, p *event.PDU) ([]stateres.StateMap, []id.EventID, error) {
+	var states []stateres.StateMap
+	var missing []id.EventID
+	for _, prev := range p.PrevEventIDs() {
+		st, err := s.db.StateAfter(ctx, prev)
+		if errors.Is(err, store.ErrNotFound) {
+			missing = append(missing, prev)
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		states = append(states, st)
+	}
+	return states, missing, nil
+}
+
+// fetchMissing asks origin for the events between our forward
+// extremities and p (get_missing_events) and ingests them, oldest first.
+// Failures leave the gap to stateAfterRemote.
+func (s *Service) fetchMissing(ctx context.Context, rs *roomState, origin string, p *event.PDU) {
+	resp, err := s.cfg.Federation.GetMissingEvents(ctx, origin, p.RoomID(), federation.MissingEventsRequest{
+		EarliestEvents: rs.extremities, LatestEvents: []id.EventID{p.EventID()}, Limit: maxMissingEvents,
+	})
+	if err != nil {
+		s.log.Info("get_missing_events failed", "room_id", p.RoomID(), "destination", origin, "err", err)
+		return
+	}
+	raws := make([][]byte, len(resp.Events))
+	for i, r := range resp.Events {
+		raws[i] = r
+	}
+	pdus, _ := parseAll(rs.version, p.RoomID(), raws)
+	verified, _ := s.verifyAll(ctx, pdus)
+	slices.SortStableFunc(verified, func(a, b *event.PDU) int { return int(a.Depth() - b.Depth()) })
+	for _, m := range verified {
+		if m.EventID() == p.EventID() {
+			continue
+		}
+		if err := s.ingest(ctx, rs, origin, m, false); err != nil {
+			s.log.Debug("missing event not accepted", "event_id", m.EventID(), "err", err)
+		}
+	}
+}
+
+// fetchAuthChain fetches the auth chain of an event from a server and
+// stores what we lack of it as outliers, each checked against its own
+// auth events.
+func (s *Service) fetchAuthChain(ctx context.Context, version id.RoomVersion, origin string, roomID id.RoomID, eventID id.EventID) error {
+	if s.cfg.Federation == nil {
+		return errNoFederation
+	}
+	resp, err := s.cfg.Federation.EventAuth(ctx, origin, roomID, eventID)
+	if err != nil {
+		return err
+	}
+	return s.storeOutliers(ctx, version, roomID, resp.AuthChain)
+}
+
+// storeOutliers verifies events and stores those we lack as outliers,
+// auth events first, each checked against its own auth events (rejected
+// if it fails). It returns them.
+func (s *Service) storeOutliers(ctx context.Context, version id.RoomVersion, roomID id.RoomID, raws []json.RawMessage) error {
+	bs := make([][]byte, len(raws))
+	for i, r := range raws {
+		bs[i] = r
+	}
+	pdus, _ := parseAll(version, roomID, bs)
+	verified, _ := s.verifyAll(ctx, pdus)
+	ids := make([]id.EventID, len(verified))
+	for i, p := range verified {
+		ids[i] = p.EventID()
+	}
+	stored, err := s.db.Events(ctx, ids)
+	if err != nil {
+		return err
+	}
+	have := map[id.EventID]bool{}
+	ec := &eventCache{s: s, ctx: ctx, known: map[id.EventID]eventauth.Event{}}
+	for _, ev := range stored {
+		have[ev.EventID()] = true
+		ec.known[ev.EventID()] = ev
+	}
+	ordered := authOrder(verified)
+	return s.db.WithTx(ctx, "persist_outliers", func(tx *store.Tx) error {
+		for _, p := range ordered {
+			if have[p.EventID()] {
+				continue
+			}
+			rejected := authAgainstOwn(version, p, ec.get) != nil
+			ec.known[p.EventID()] = p
+			if _, err := tx.PersistEvent(ctx, store.NewEvent{PDU: p, Outlier: true, Rejected: rejected}); err != nil && !errors.Is(err, store.ErrConflict) {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// stateAfterRemote asks origin for the state at a prev event we lack
+// (state_ids gives the state before it), fetches the events of it we lack,
+// and returns the state after the prev event.
+func (s *Service) stateAfterRemote(ctx context.Context, version id.RoomVersion, origin string, roomID id.RoomID, prev id.EventID) (stateres.StateMap, error) {
+	if s.cfg.Federation == nil {
+		return nil, errNoFederation
+	}
+	ids, err := s.cfg.Federation.StateIDs(ctx, origin, roomID, prev)
+	if err != nil {
+		return nil, err
+	}
+	want := append(append([]id.EventID{prev}, ids.PDUIDs...), ids.AuthChainIDs...)
+	stored, err := s.db.Events(ctx, want)
+	if err != nil {
+		return nil, err
+	}
+	have := map[id.EventID]bool{}
+	for _, ev := range stored {
+		have[ev.EventID()] = true
+	}
+	var lack []id.EventID
+	for _, eid := range want {
+		if !have[eid] && !slices.Contains(lack, eid) {
+			lack = append(lack, eid)
+		}
+	}
+	if len(lack) > 0 {
+		var raws []json.RawMessage
+		if len(lack) > 50 {
+			full, err := s.cfg.Federation.State(ctx, origin, roomID, prev)
+			if err != nil {
+				return nil, err
+			}
+			raws = append(full.AuthChain, full.PDUs...)
+		}
+		// Events not in the bulk answer (and prev itself) one by one.
+		var mu gosync.Mutex
+		var g errgroup.Group
+		g.SetLimit(8)
+		for _, eid := range lack {
+			if len(lack) > 50 && eid != prev {
+				continue
+			}
+			g.Go(func() error {
+				raw, err := s.cfg.Federation.Event(ctx, origin, eid)
+				if err != nil {
+					return nil
+				}
+				mu.Lock()
+				raws = append(raws, raw)
+				mu.Unlock()
+				return nil
+			})
+		}
+		_ = g.Wait()
+		if err := s.storeOutliers(ctx, version, roomID, raws); err != nil {
+			return nil, err
+		}
+	}
+	evs, err := s.db.Events(ctx, append([]id.EventID{prev}, ids.PDUIDs...))
+	if err != nil {
+		return nil, err
+	}
+	state := stateres.StateMap{}
+	var prevEv *store.Event
+	for _, ev := range evs {
+		if ev.EventID() == prev {
+			prevEv = ev
+		}
+		if ev.StateKey() == nil || ev.IsRejected || !slices.Contains(ids.PDUIDs, ev.EventID()) {
+			continue
+		}
+		state[stateres.StateKey{Type: ev.Type(), StateKey: *ev.StateKey()}] = ev.EventID()
+	}
+	if prevEv == nil {
+		return nil, fmt.Errorf("prev event %s could not be fetched", prev)
+	}
+	if sk := prevEv.StateKey(); sk != nil && !prevEv.IsRejected {
+		state[stateres.StateKey{Type: prevEv.Type(), StateKey: *sk}] = prev
+	}
+	return state, nil
+}
