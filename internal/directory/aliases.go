@@ -108,15 +108,16 @@ func (s *Service) CreateAlias(ctx context.Context, who user.Identity, rawAlias s
 
 // ResolveAlias returns the room an alias names and servers that know it
 // (GET /directory/room/{alias}): this server first, then the servers of
-// the room's other joined members. Errors: M_INVALID_PARAM, M_NOT_FOUND,
-// and a 502 for an alias of another server.
+// the room's other joined members. An alias of another server is asked of
+// that server (remote.go). Errors: M_INVALID_PARAM, M_NOT_FOUND, and a 502
+// when the alias's server cannot answer.
 func (s *Service) ResolveAlias(ctx context.Context, rawAlias string) (id.RoomID, []string, error) {
 	alias, err := ParseAlias(rawAlias)
 	if err != nil {
 		return "", nil, err
 	}
 	if !s.isLocal(alias) {
-		return "", nil, needsFederation("Resolving aliases of other servers")
+		return s.resolveRemoteAlias(ctx, alias)
 	}
 	a, err := s.db.ResolveAlias(ctx, alias)
 	if errors.Is(err, store.ErrNotFound) {

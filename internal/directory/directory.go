@@ -39,6 +39,9 @@ const typeCanonicalAlias = "m.room.canonical_alias"
 // Config is what the directory needs of the server's settings.
 type Config struct {
 	ServerName string
+	// Remote asks other servers about their aliases and directories
+	// (remote.go); nil answers such requests with a 502.
+	Remote Remote
 }
 
 // Service is the directory service.
@@ -55,8 +58,8 @@ func New(cfg Config, db *store.DB, rooms *room.Service, log *slog.Logger) *Servi
 }
 
 // needsFederation is the error for a request that only another server can
-// answer: this server cannot ask it yet. Synapse answers 502 when it cannot
-// reach the other server.
+// answer when this one has no Remote to ask it. Synapse answers 502 when it
+// cannot reach the other server.
 func needsFederation(what string) error {
 	return mxerr.Unknown("%s needs federation, which this server does not have yet", what).WithStatus(http.StatusBadGateway)
 }

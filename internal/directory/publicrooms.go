@@ -114,17 +114,19 @@ type PublicRoom struct {
 // world_readable history), as Synapse lists them. Rooms come largest
 // first (joined members), then by room ID; since/next_batch/prev_batch
 // tokens page through that order. A limit of 0 or none lists every room,
-// as in Synapse. Errors: M_INVALID_PARAM, and a 502 for another server's
-// directory.
+// as in Synapse. Another server's directory is asked of that server and
+// its answer passed on, checked (remote.go). Errors: M_INVALID_PARAM, and
+// for another server's directory M_FORBIDDEN when it does not share it and
+// a 502 when it cannot answer.
 func (s *Service) PublicRooms(ctx context.Context, req PublicRoomsRequest) (*PublicRoomsResponse, error) {
-	if req.Server != "" && req.Server != s.cfg.ServerName {
-		return nil, needsFederation("Listing the room directory of another server")
-	}
 	if req.Limit != nil && *req.Limit < 0 {
 		return nil, mxerr.InvalidParam("limit must not be negative")
 	}
 	if req.IncludeAllNetworks && req.ThirdPartyInstanceID != "" {
 		return nil, mxerr.InvalidParam("include_all_networks and third_party_instance_id exclude each other")
+	}
+	if req.Server != "" && req.Server != s.cfg.ServerName {
+		return s.remotePublicRooms(ctx, req.Server, req)
 	}
 	var cursor *pageKey
 	if req.Since != "" {

@@ -41,11 +41,18 @@ const (
 	FieldTimeZone    = "m.tz"
 )
 
-// needsFederation is the error for a profile of another server: this
-// server cannot ask it yet.
+// needsFederation is the error for a profile of another server when this
+// server has no RemoteProfile lookup to ask it.
 func needsFederation(u id.UserID) error {
 	return mxerr.Unknown("Looking up profiles of users of %s needs federation, which this server does not have yet", u.Homeserver()).
 		WithStatus(http.StatusBadGateway)
+}
+
+// isRemoteUser reports whether u is a well-formed user ID of a server
+// other than local.
+func isRemoteUser(u id.UserID, local string) bool {
+	_, _, err := u.Parse()
+	return err == nil && strings.HasPrefix(string(u), "@") && u.Homeserver() != local
 }
 
 // profileOwner returns the localpart of a local user with an account.
@@ -66,8 +73,13 @@ func (s *Service) profileOwner(ctx context.Context, u id.UserID) (store.Account,
 }
 
 // Profile returns every field of a user's profile as JSON values by name.
-// A deactivated user's profile is empty. Errors: see profileOwner.
+// A deactivated user's profile is empty. The profile of a user of another
+// server comes from that server (remote_profile.go). Errors: see
+// profileOwner and RemoteProfileFunc.
 func (s *Service) Profile(ctx context.Context, u id.UserID) (map[string]json.RawMessage, error) {
+	if isRemoteUser(u, s.cfg.ServerName) {
+		return s.remoteProfile(ctx, u, "")
+	}
 	a, err := s.profileOwner(ctx, u)
 	if err != nil {
 		return nil, err
@@ -103,7 +115,13 @@ func (s *Service) ProfileField(ctx context.Context, u id.UserID, field string) (
 	if err := checkFieldName(field); err != nil {
 		return nil, err
 	}
-	p, err := s.Profile(ctx, u)
+	var p map[string]json.RawMessage
+	var err error
+	if isRemoteUser(u, s.cfg.ServerName) {
+		p, err = s.remoteProfile(ctx, u, field)
+	} else {
+		p, err = s.Profile(ctx, u)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,9 @@ type Config struct {
 	RegistrationSharedSecret  string
 	PasswordHashCost          int
 	AccessTokenLifetime       time.Duration
+	// RemoteProfile looks up profiles of users of other servers
+	// (remote_profile.go); nil answers such lookups with a 502.
+	RemoteProfile RemoteProfileFunc
 }
 
 // Service is the account service.
@@ -46,6 +49,8 @@ type Service struct {
 	now    func() time.Time
 	toks   tokenCache
 	seen   seenBuffer
+	// remoteProfiles caches other servers' answers to profile lookups.
+	remoteProfiles remoteProfileCache
 
 	dummyOnce sync.Once
 	dummy     string
