@@ -52,6 +52,9 @@ func mustEnv(t *testing.T) *env {
 		polder:  server{"Polder", get("INTEROP_POLDER_NAME"), get("INTEROP_POLDER_URL"), get("INTEROP_SECRET")},
 		wait:    30 * time.Second,
 	}
+	if l := get("INTEROP_POLDER_LABEL"); l != "" { // INTEROP_SELFTEST: another Synapse
+		e.polder.label = l
+	}
 	if w := get("INTEROP_WAIT"); w != "" {
 		d, err := time.ParseDuration(w)
 		if err != nil {

@@ -25,6 +25,8 @@
 #                         (Go duration, default 30s)
 #   INTEROP_RUN           go test -run pattern (default: all)
 #   POLDER_SYNAPSE_KEEP=1 keep the work directory (configs, databases, logs)
+#   INTEROP_SELFTEST=1    test the harness: a second Synapse in Polder's
+#                         place (the scenario must pass)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -96,55 +98,64 @@ secret="interop-$RANDOM$RANDOM"
 
 mkdir -p "$work/tls" "$work/synapse" "$work/polder"
 (cd "$root" && go run ./tests/synapse/certgen "$work/tls" synapse polder)
-cp "$work/tls/synapse.crt" "$work/synapse/tls.crt"
-cp "$work/tls/synapse.key" "$work/synapse/tls.key"
 
 # --- Synapse --------------------------------------------------------------
-subst() {
-  sed -e "s|@DIR@|$work/synapse|g" -e "s|@SERVER_NAME@|$synapse_name|g" \
-    -e "s|@HTTP_PORT@|$syn_http|g" -e "s|@FED_PORT@|$syn_fed|g" \
-    -e "s|@CA@|$work/tls/ca.crt|g" -e "s|@SECRET@|$secret|g" "$1"
+# start_synapse DIR NAME HTTP_PORT FED_PORT CERT: configure and start one
+# Synapse in DIR with the certificate CERT (a certgen name).
+start_synapse() {
+  local dir=$1 name=$2 http=$3 fed=$4 cert=$5 f
+  cp "$work/tls/$cert.crt" "$dir/tls.crt"
+  cp "$work/tls/$cert.key" "$dir/tls.key"
+  for f in homeserver.yaml log.yaml; do
+    sed -e "s|@DIR@|$dir|g" -e "s|@SERVER_NAME@|$name|g" \
+      -e "s|@HTTP_PORT@|$http|g" -e "s|@FED_PORT@|$fed|g" \
+      -e "s|@CA@|$work/tls/ca.crt|g" -e "s|@SECRET@|$secret|g" "$here/$f.in" >"$dir/$f"
+  done
+  "$py" -m synapse.app.homeserver -c "$dir/homeserver.yaml" --generate-keys >"$dir/stdout.log" 2>&1 || {
+    cat "$dir/stdout.log" >&2
+    log "Synapse could not generate its keys"
+    exit 1
+  }
+  log "starting Synapse $name (client API http://127.0.0.1:$http)"
+  (cd "$dir" && exec "$py" -m synapse.app.homeserver -c homeserver.yaml >>stdout.log 2>&1) &
+  pids+=($!)
 }
-subst "$here/homeserver.yaml.in" >"$work/synapse/homeserver.yaml"
-subst "$here/log.yaml.in" >"$work/synapse/log.yaml"
-"$py" -m synapse.app.homeserver -c "$work/synapse/homeserver.yaml" --generate-keys >"$work/synapse/stdout.log" 2>&1 || {
-  cat "$work/synapse/stdout.log" >&2
-  log "Synapse could not generate its keys"
-  exit 1
-}
-
-log "starting Synapse $synapse_name (client API http://127.0.0.1:$syn_http)"
-(cd "$work/synapse" && exec "$py" -m synapse.app.homeserver -c homeserver.yaml >>stdout.log 2>&1) &
-pids+=($!)
+start_synapse "$work/synapse" "$synapse_name" "$syn_http" "$syn_fed" synapse
 
 # --- Polder ---------------------------------------------------------------
-if [ -z "${POLDER_BIN:-}" ]; then
-  log "building polder"
-  (cd "$root" && go build -o "$work/polder/polder" ./cmd/polder)
-  POLDER_BIN="$work/polder/polder"
+if [ "${INTEROP_SELFTEST:-}" = 1 ]; then
+  # The harness's own test: a second Synapse where Polder would be.
+  log "INTEROP_SELFTEST=1: a second Synapse takes Polder's place"
+  start_synapse "$work/polder" "$polder_name" "$pol_http" "$pol_fed" polder
+else
+  if [ -z "${POLDER_BIN:-}" ]; then
+    log "building polder"
+    (cd "$root" && go build -o "$work/polder/polder" ./cmd/polder)
+    POLDER_BIN="$work/polder/polder"
+  fi
+  # The TLS settings are given in the environment; a polder without them
+  # would ignore them, so say so rather than fail later without a reason.
+  settings=$("$POLDER_BIN" serve -h 2>&1 || true)
+  for s in tls-listen tls-cert tls-key federation-trusted-ca; do
+    case $settings in
+    *"-$s "*) ;;
+    *) log "WARNING: polder has no --$s setting; it cannot federate over TLS" ;;
+    esac
+  done
+  log "starting Polder $polder_name (client API http://127.0.0.1:$pol_http)"
+  (
+    cd "$work/polder"
+    export POLDER_SERVER_NAME="$polder_name" POLDER_DATA_DIR="$work/polder/data" \
+      POLDER_LISTEN="127.0.0.1:$pol_http" POLDER_TLS_LISTEN="127.0.0.1:$pol_fed" \
+      POLDER_TLS_CERT="$work/tls/polder.crt" POLDER_TLS_KEY="$work/tls/polder.key" \
+      POLDER_FEDERATION_TRUSTED_CA="$work/tls/ca.crt" \
+      POLDER_REGISTRATION_SHARED_SECRET="$secret" POLDER_ENABLE_REGISTRATION=true \
+      POLDER_RATE_LIMIT_PER_SECOND=0 POLDER_LOGIN_RATE_LIMIT_PER_SECOND=0 \
+      POLDER_PASSWORD_HASH_COST=4 POLDER_LOG_LEVEL=debug
+    exec "$POLDER_BIN" serve >polder.log 2>&1
+  ) &
+  pids+=($!)
 fi
-# The TLS settings are given in the environment; a polder without them
-# would ignore them, so say so rather than fail later without a reason.
-settings=$("$POLDER_BIN" serve -h 2>&1 || true)
-for s in tls-listen tls-cert tls-key federation-trusted-ca; do
-  case $settings in
-  *"-$s "*) ;;
-  *) log "WARNING: polder has no --$s setting; it cannot federate over TLS yet" ;;
-  esac
-done
-log "starting Polder $polder_name (client API http://127.0.0.1:$pol_http)"
-(
-  cd "$work/polder"
-  export POLDER_SERVER_NAME="$polder_name" POLDER_DATA_DIR="$work/polder/data" \
-    POLDER_LISTEN="127.0.0.1:$pol_http" POLDER_TLS_LISTEN="127.0.0.1:$pol_fed" \
-    POLDER_TLS_CERT="$work/tls/polder.crt" POLDER_TLS_KEY="$work/tls/polder.key" \
-    POLDER_FEDERATION_TRUSTED_CA="$work/tls/ca.crt" \
-    POLDER_REGISTRATION_SHARED_SECRET="$secret" POLDER_ENABLE_REGISTRATION=true \
-    POLDER_RATE_LIMIT_PER_SECOND=0 POLDER_LOGIN_RATE_LIMIT_PER_SECOND=0 \
-    POLDER_PASSWORD_HASH_COST=4 POLDER_LOG_LEVEL=debug
-  exec "$POLDER_BIN" serve >polder.log 2>&1
-) &
-pids+=($!)
 
 # wait_http URL NAME PID: wait until URL answers 200 (CA-trusting for https).
 wait_http() {
@@ -168,7 +179,7 @@ EOF
 }
 
 fail() {
-  for f in "$work/synapse/stdout.log" "$work/synapse/homeserver.log" "$work/polder/polder.log"; do
+  for f in "$work"/{synapse,polder}/{stdout,homeserver,polder}.log; do
     [ -s "$f" ] || continue
     printf '\n----- last 150 lines of %s\n' "${f#"$work"/}" >&2
     tail -n 150 "$f" >&2
@@ -191,6 +202,7 @@ status=0
     INTEROP_SYNAPSE_URL="http://127.0.0.1:$syn_http" INTEROP_SYNAPSE_NAME="$synapse_name" \
     INTEROP_POLDER_URL="http://127.0.0.1:$pol_http" INTEROP_POLDER_NAME="$polder_name" \
     INTEROP_SECRET="$secret"
+  if [ "${INTEROP_SELFTEST:-}" = 1 ]; then export INTEROP_POLDER_LABEL="Synapse 2"; fi
   go test -count=1 -tags synapse -timeout 15m -v -run "${INTEROP_RUN:-.}" ./tests/synapse
 ) || status=$?
 if [ "$status" != 0 ]; then
