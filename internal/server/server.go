@@ -81,6 +81,7 @@ type Server struct {
 	Presence *presence.Service
 
 	handler http.Handler
+	fedAPI  *federation.API
 	reg     *prometheus.Registry
 	baseURL atomic.Value // string: public_baseurl, or derived from the bound listener
 }
@@ -176,7 +177,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		api.NewRateLimiter(cfg.LoginRateLimitPerSecond, cfg.LoginRateLimitBurst),
 		log.With("component", "client_api"),
 	).Routes(rt)
-	federation.New(federation.Config{ServerName: cfg.ServerName, Version: version}, s.key, log.With("component", "federation_api")).Routes(rt)
+	s.fedAPI = federation.New(federation.Config{
+		ServerName: cfg.ServerName,
+		Version:    version,
+		// WIRING POINT (inbound federation): VerifyKey: s.KeyCache.VerifyKey
+		// and OnInbound: the outbound queue's Wake, once the key cache and the
+		// queue are built here. Without VerifyKey every signed request is
+		// refused with 401.
+		Services: federation.Services{
+			Rooms: s.Rooms, Users: s.Users, Directory: svc.Directory,
+			Typing: s.Typing, Receipts: s.Receipts, Presence: s.Presence,
+			Txns: db, EventByTime: db.RoomEventByTime,
+		},
+	}, s.key, log.With("component", "federation_api"))
+	s.fedAPI.Routes(rt)
 	if cfg.Metrics {
 		rt.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	}
@@ -235,6 +249,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	g.Go(func() error { return s.Typing.Run(gctx) })
 	g.Go(func() error { return s.Presence.Run(gctx) })
 	g.Go(func() error { return s.Sync.Run(gctx) })
+	g.Go(func() error { return s.fedAPI.Run(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		s.log.Info("shutting down", "grace", s.cfg.ShutdownTimeout)

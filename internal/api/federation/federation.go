@@ -1,15 +1,24 @@
 // Package federation serves the Server-Server API (/_matrix/federation/* and
-// /_matrix/key/*). So far: the server's own keys and its version; inbound
-// transactions, joins and the rest arrive with the federation work.
+// /_matrix/key/*): the server's own keys and its version, and the inbound
+// side of federation. Signed requests are authenticated by their X-Matrix
+// header (auth.go) and checked against the room's server ACL; then each
+// handler calls one domain service (services.go): transactions of PDUs go
+// to the room service and their EDUs to typing, receipts and presence;
+// joins, leaves, knocks, invites, event and state fetches go to the room
+// service; queries go to the user and directory services.
 //
 // Imported by internal/server.
 package federation
 
 import (
+	"context"
+	"crypto/ed25519"
 	"log/slog"
 	"net/http"
 	"sync"
 	"time"
+
+	"maunium.net/go/mautrix/id"
 
 	"polder.dev/polder/internal/api"
 	"polder.dev/polder/internal/keys"
@@ -19,6 +28,20 @@ import (
 type Config struct {
 	ServerName string
 	Version    string
+
+	// Inbound federation (auth.go, services.go).
+	//
+	// VerifyKey returns a server's public key with the time it is valid
+	// until ((*keys.Cache).VerifyKey). It authenticates X-Matrix requests;
+	// nil refuses every signed request.
+	VerifyKey func(ctx context.Context, server string, keyID id.KeyID) (ed25519.PublicKey, time.Time, error)
+	// OnInbound, if not nil, is told the origin of each authenticated
+	// request: a server that talks to us is up (the outbound queue's Wake).
+	OnInbound func(origin string)
+	// MaxBodyBytes bounds a signed request's body; 0 means 10 MiB.
+	MaxBodyBytes int64
+	// Services are the domain services the handlers call.
+	Services Services
 }
 
 // API is the federation API.
@@ -26,6 +49,9 @@ type API struct {
 	cfg  Config
 	key  *keys.SigningKey
 	errs api.Errors
+	log  *slog.Logger
+	svc  Services
+	txns inflight // transactions being processed (transactions.go)
 
 	mu        sync.Mutex
 	keysBody  []byte
@@ -34,7 +60,7 @@ type API struct {
 
 // New returns the federation API.
 func New(cfg Config, key *keys.SigningKey, log *slog.Logger) *API {
-	return &API{cfg: cfg, key: key, errs: api.Errors{Log: log}}
+	return &API{cfg: cfg, key: key, errs: api.Errors{Log: log}, log: log, svc: cfg.Services}
 }
 
 // Routes registers the federation routes.
@@ -42,6 +68,39 @@ func (a *API) Routes(rt *api.Router) {
 	rt.Handle("GET /_matrix/key/v2/server", a.errs.H(a.serverKeys))
 	rt.Handle("GET /_matrix/key/v2/server/{keyId}", a.errs.H(a.serverKeys)) // deprecated form, same answer
 	rt.Handle("GET /_matrix/federation/v1/version", a.errs.H(a.version))
+
+	// Inbound federation. Every route but version and openid/userinfo
+	// (which third parties call) is signed with X-Matrix.
+	const f = "/_matrix/federation"
+	rt.Handle("PUT "+f+"/v1/send/{txnId}", a.signed(a.send)) // transactions.go
+	// membership.go: joins, leaves, knocks, invites
+	rt.Handle("GET "+f+"/v1/make_join/{roomId}/{userId}", a.signed(a.makeJoin))
+	rt.Handle("PUT "+f+"/v1/send_join/{roomId}/{eventId}", a.signed(a.sendJoinV1))
+	rt.Handle("PUT "+f+"/v2/send_join/{roomId}/{eventId}", a.signed(a.sendJoin))
+	rt.Handle("GET "+f+"/v1/make_leave/{roomId}/{userId}", a.signed(a.makeLeave))
+	rt.Handle("PUT "+f+"/v1/send_leave/{roomId}/{eventId}", a.signed(a.sendLeaveV1))
+	rt.Handle("PUT "+f+"/v2/send_leave/{roomId}/{eventId}", a.signed(a.sendLeave))
+	rt.Handle("GET "+f+"/v1/make_knock/{roomId}/{userId}", a.signed(a.makeKnock))
+	rt.Handle("PUT "+f+"/v1/send_knock/{roomId}/{eventId}", a.signed(a.sendKnock))
+	rt.Handle("PUT "+f+"/v2/invite/{roomId}/{eventId}", a.signed(a.invite))
+	// events.go
+	rt.Handle("GET "+f+"/v1/event/{eventId}", a.signed(a.event))
+	rt.Handle("GET "+f+"/v1/state/{roomId}", a.signed(a.state))
+	rt.Handle("GET "+f+"/v1/state_ids/{roomId}", a.signed(a.stateIDs))
+	rt.Handle("GET "+f+"/v1/event_auth/{roomId}/{eventId}", a.signed(a.eventAuth))
+	rt.Handle("GET "+f+"/v1/backfill/{roomId}", a.signed(a.backfill))
+	rt.Handle("POST "+f+"/v1/get_missing_events/{roomId}", a.signed(a.missingEvents))
+	rt.Handle("GET "+f+"/v1/timestamp_to_event/{roomId}", a.signed(a.timestampToEvent))
+	// query.go
+	rt.Handle("GET "+f+"/v1/query/profile", a.signed(a.queryProfile))
+	rt.Handle("GET "+f+"/v1/query/directory", a.signed(a.queryDirectory))
+	rt.Handle("GET "+f+"/v1/publicRooms", a.signed(a.publicRooms))
+	rt.Handle("POST "+f+"/v1/publicRooms", a.signed(a.publicRooms))
+	rt.Handle("GET "+f+"/v1/openid/userinfo", a.errs.H(a.openIDUserInfo))
+	// devices.go
+	rt.Handle("GET "+f+"/v1/user/devices/{userId}", a.signed(a.userDevices))
+	rt.Handle("POST "+f+"/v1/user/keys/query", a.signed(a.userKeysQuery))
+	rt.Handle("POST "+f+"/v1/user/keys/claim", a.signed(a.userKeysClaim))
 }
 
 // keyValidity is how long readers may cache our keys. Synapse publishes one
