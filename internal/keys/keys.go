@@ -2,10 +2,11 @@
 // (spec appendix "Signing JSON"): key generation, the key file, SignJSON and
 // VerifyJSON, and the signed body of GET /_matrix/key/v2/server.
 //
-// It does no network I/O. (The cache of remote servers' keys that STYLE.md
-// places here is not written yet; it is to receive its fetch and store
-// functions from its caller.) It imports cjson and mautrix-go's id package
-// only, and may be imported by event, federation, api and server.
+// It also holds the cache of other servers' verify keys (cache.go), which
+// does no network I/O either: it receives its fetch and store functions
+// from its caller. It imports cjson, mautrix-go's id package and
+// x/sync/singleflight only, and may be imported by event, store,
+// federation, api and server.
 package keys
 
 import (
