@@ -4,6 +4,9 @@
 //	polder generate-config      print a commented example config file
 //	polder user create NAME     create a user (--admin, --password)
 //	polder version              print the version
+//	polder healthcheck          exit 0 if the server answers on its listener
+//	polder container [flags]    the container image's entrypoint (serve, and
+//	                            Complement mode when its CA is mounted)
 //
 // Flags, POLDER_* environment variables and a YAML file (--config) set the
 // configuration, in that order of precedence. This package handles flags,
@@ -43,7 +46,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	switch cmd {
 	case "serve":
-		return serve(args, stdout, stderr)
+		return serveWith(args, os.Getenv, "", stdout, stderr)
+	case "container":
+		return container(args, stdout, stderr)
+	case "healthcheck":
+		return healthcheck(args, stdout, stderr)
 	case "generate-config":
 		fmt.Fprint(stdout, config.Example())
 		return 0
@@ -69,15 +76,19 @@ func usage(w io.Writer) {
   polder user create NAME [--admin] [flags] create a user; reads the password from
                                             --password or the first line of stdin
   polder version                            print the version
+  polder healthcheck [--url URL] [flags]    exit 0 if GET /_matrix/client/versions
+                                            on the configured listener answers 200
+  polder container [flags]                  serve with the container image's
+                                            conventions (docs/federation.md)
 Run 'polder serve -h' for the settings.
 `)
 }
 
 // loadConfig parses settings for a subcommand. -h prints the settings to
 // stdout (exit 0); a bad setting is printed as one line (exit 2).
-func loadConfig(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (config.Config, int, bool) {
+func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string, stdout, stderr io.Writer) (config.Config, int, bool) {
 	fs.SetOutput(io.Discard) // the flag package would print the whole usage on any error
-	cfg, err := config.Load(fs, args, os.Getenv)
+	cfg, err := config.Load(fs, args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintf(stdout, "usage of %s:\n", fs.Name())
 		fs.SetOutput(stdout)
@@ -101,13 +112,18 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func serve(args []string, stdout, stderr io.Writer) int {
+// serveWith runs the server on the settings of args, getenv and the config
+// file; note, if not empty, is logged first.
+func serveWith(args []string, getenv func(string) string, note string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("polder serve", flag.ContinueOnError)
-	cfg, code, ok := loadConfig(fs, args, stdout, stderr)
+	cfg, code, ok := loadConfig(fs, args, getenv, stdout, stderr)
 	if !ok {
 		return code
 	}
 	log := newLogger(cfg, stderr)
+	if note != "" {
+		log.Info(note)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	srv, err := server.New(ctx, cfg, log)
@@ -131,7 +147,7 @@ func userCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("polder user create", flag.ContinueOnError)
 	admin := fs.Bool("admin", false, "make the user a server admin")
 	password := fs.String("password", "", "the password (default: the first line of stdin)")
-	cfg, code, ok := loadConfig(fs, args[2:], stdout, stderr)
+	cfg, code, ok := loadConfig(fs, args[2:], os.Getenv, stdout, stderr)
 	if !ok {
 		return code
 	}

@@ -68,6 +68,8 @@ type Options struct {
 	LoginRateLimit *RateLimit
 	// Config, if set, changes anything else; it runs last.
 	Config func(*config.Config)
+
+	fed *Federation // set by NewFederation (federation.go)
 }
 
 // Server is one running Polder. Restart replaces the process behind it while
@@ -80,12 +82,15 @@ type Server struct {
 	transport *http.Transport
 	http      *http.Client
 	logs      *logSink
+	fed       *Federation // nil: not part of a federation
 
 	mu     sync.Mutex
 	url    string
 	srv    *server.Server
 	cancel context.CancelFunc
 	done   chan error
+	// fedAddr is the HTTPS listener of a server in a Federation.
+	fedAddr string
 }
 
 // Each runs fn as a parallel subtest per engine, each with a fresh server
@@ -141,6 +146,7 @@ func Start(tb testing.TB, e storetest.Engine, opts Options) *Server {
 		transport: tr,
 		http:      &http.Client{Transport: tr, Timeout: 30 * time.Second},
 		logs:      newLogSink(tb),
+		fed:       opts.fed,
 	}
 	tb.Cleanup(func() {
 		s.stop(tb)
@@ -162,9 +168,13 @@ func (s *Server) start(tb testing.TB) {
 	if cfg.PublicBaseURL == "" {
 		cfg.PublicBaseURL = "http://" + cfg.Listen
 	}
-	srv, err := server.New(context.Background(), cfg, s.logs.logger())
+	tlsLn, sopts := s.federationOptions(tb, &cfg)
+	srv, err := server.New(context.Background(), cfg, s.logs.logger(), sopts...)
 	if err != nil {
 		ln.Close()
+		if tlsLn != nil {
+			tlsLn.Close()
+		}
 		tb.Fatalf("server.New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -83,16 +83,29 @@ type Server struct {
 	handler http.Handler
 	fedAPI  *federation.API
 	reg     *prometheus.Registry
+	opts    options
+	// tls is the HTTPS listener's certificate and the CAs outbound
+	// federation trusts (tls.go); tlsURL is the bound listener, for the log.
+	tls     *tlsSetup
+	tlsURL  string
 	baseURL atomic.Value // string: public_baseurl, or derived from the bound listener
 }
 
 // New opens the database (applying migrations), loads or creates the
 // signing key and builds the APIs. Close it if Run is never called.
-func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	for _, o := range opts {
+		o(&s.opts)
+	}
+	ts, err := loadTLS(cfg, time.Now(), log.With("component", "tls"))
+	if err != nil {
+		return nil, err
+	}
+	s.tls = ts
 	s.baseURL.Store(cfg.PublicBaseURL)
 	if cfg.PublicBaseURL == "" {
 		s.baseURL.Store("http://" + cfg.Listen) // replaced by the bound address in Serve
@@ -195,7 +208,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		rt.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	}
 	accessLog := log.With("component", "http")
-	s.handler = api.Chain(rt,
+	s.handler = api.Chain(federationGate(cfg, rt),
 		api.Recover(log),
 		api.Observe(accessLog, api.NewMetrics(s.reg)),
 		api.CORS,
@@ -230,9 +243,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.cfg.PublicBaseURL == "" {
 		s.baseURL.Store("http://" + ln.Addr().String())
 	}
+	tlsLn, tlsErr := s.listenTLS()
+	if tlsErr != nil {
+		ln.Close()
+		return tlsErr
+	}
+	s.tlsURL = "off"
+	if tlsLn != nil {
+		s.tlsURL = "https://" + tlsLn.Addr().String()
+	}
 	s.logSummary(ctx, ln.Addr().String())
 	srv := &http.Server{
 		Handler:           s.handler,
+		TLSConfig:         s.tls.config,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
@@ -245,6 +268,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		return nil
 	})
+	if tlsLn != nil {
+		g.Go(func() error {
+			if err := srv.ServeTLS(tlsLn, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("tls_listen: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error { return s.Users.Run(gctx) })
 	g.Go(func() error { return s.Typing.Run(gctx) })
 	g.Go(func() error { return s.Presence.Run(gctx) })
@@ -283,6 +314,9 @@ func (s *Server) logSummary(ctx context.Context, addr string) {
 		"version", VersionString(),
 		"server_name", s.cfg.ServerName,
 		"listen", "http://"+addr,
+		"tls_listen", s.tlsURL,
+		"tls", s.tls.about,
+		"federation", s.cfg.FederationEnabled,
 		"public_baseurl", s.baseURL.Load(),
 		"database", s.db.Dialect().String()+" "+s.db.Where(),
 		"schema_version", schema,
