@@ -18,6 +18,9 @@
 // m.presence events /sync sends compute last_active_ago when they are
 // read. So a client that keeps syncing writes at most once a minute.
 //
+// Changes of local users reach other servers through the OnChange hook
+// (server wires it to the federation queue).
+//
 // Which syncs are in flight is known per process; a user no process sees
 // syncing is set offline from the database's last sync time, a minute or
 // two later than the in-process rule would.
@@ -84,6 +87,12 @@ type Service struct {
 	// syncs are the users this process has seen syncing: how many /syncs
 	// are in flight and until when they count as syncing after that.
 	syncs map[id.UserID]*syncing
+
+	// OnChange, if set, is called after each change of a user's state or
+	// status message (the changes that wake /sync), remote users' included
+	// (SetRemote): the callee tells them apart. It must not block. Set it
+	// before the service is used.
+	OnChange func(p Presence)
 }
 
 type syncing struct {
@@ -206,6 +215,7 @@ func (s *Service) Set(ctx context.Context, user id.UserID, state, statusMsg stri
 		return err
 	}
 	now := s.cfg.Now()
+	var p store.Presence
 	pos, err := s.db.UpdatePresence(ctx, user, func(cur store.Presence, found bool) (store.Presence, bool, error) {
 		cur.State, cur.StatusMsg = state, statusMsg
 		if state == Online {
@@ -214,6 +224,7 @@ func (s *Service) Set(ctx context.Context, user id.UserID, state, statusMsg stri
 		// Setting one's presence is a sign of life: it counts as a sync
 		// so that the user does not go offline at the next check.
 		cur.LastSyncTS = now.UnixMilli()
+		p = cur
 		return cur, true, nil
 	})
 	if err != nil {
@@ -225,7 +236,16 @@ func (s *Service) Set(ctx context.Context, user id.UserID, state, statusMsg stri
 		s.mu.Unlock()
 	}
 	s.wake(pos)
+	s.changed(pos, p)
 	return nil
+}
+
+// changed calls OnChange for a change written at stream position pos (0:
+// nothing reported).
+func (s *Service) changed(pos int64, p store.Presence) {
+	if pos != 0 && s.OnChange != nil {
+		s.OnChange(s.fromStore(p))
+	}
 }
 
 // extend records that user counts as syncing until at least until. The
@@ -322,6 +342,7 @@ func (s *Service) update(ctx context.Context, user id.UserID, fn func(cur store.
 		}
 	}
 	s.wake(pos)
+	s.changed(pos, p)
 	return nil
 }
 

@@ -9,7 +9,8 @@
 // and wakes /sync: the room's waiters for a public receipt, only the user's
 // for a private receipt or the fully read marker.
 //
-// Receipts are not sent over federation yet.
+// Public receipts of local users reach other servers through the OnPublic
+// hook (server wires it to the federation queue).
 //
 // Imported by api/client and sync; wired by server.
 package receipt
@@ -45,6 +46,11 @@ type Service struct {
 	db  *store.DB
 	n   *notify.Notifier
 	now func() time.Time
+
+	// OnPublic, if set, is called after a public (m.read) receipt moved
+	// through Send or ReadMarkers, so that it can be sent to other
+	// servers. It must not block. Set it before the service is used.
+	OnPublic func(r store.Receipt)
 }
 
 // New returns the service.
@@ -212,9 +218,10 @@ func (s *Service) inThread(ctx context.Context, ev *store.Event, threadID string
 
 // put stores a receipt and wakes who may see it.
 func (s *Service) put(ctx context.Context, user id.UserID, roomID id.RoomID, typ string, ev *store.Event, threadID string) error {
-	pos, err := s.db.PutReceipt(ctx, store.Receipt{
+	r := store.Receipt{
 		RoomID: roomID, UserID: user, Type: typ, ThreadID: threadID, EventID: ev.EventID(), TS: s.now().UnixMilli(),
-	}, ev.StreamPos)
+	}
+	pos, err := s.db.PutReceipt(ctx, r, ev.StreamPos)
 	if err != nil {
 		return fmt.Errorf("store receipt of %s in %s: %w", user, roomID, err)
 	}
@@ -225,6 +232,10 @@ func (s *Service) put(ctx context.Context, user id.UserID, roomID id.RoomID, typ
 		s.n.Wake(pos, notify.Change{Users: []id.UserID{user}})
 	} else {
 		s.n.Wake(pos, notify.Change{Rooms: []id.RoomID{roomID}})
+		if s.OnPublic != nil {
+			r.StreamPos = pos
+			s.OnPublic(r)
+		}
 	}
 	return nil
 }

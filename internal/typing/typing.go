@@ -9,6 +9,9 @@
 // that a /sync whose token is behind it still learns that nobody types any
 // more (the client must replace its list, spec "Client behaviour").
 //
+// Changes of local users reach other servers through the OnChange hook
+// (server wires it to the federation queue).
+//
 // Several processes sharing one database do not share typing state yet.
 //
 // Imported by api/client and sync; wired by server.
@@ -36,6 +39,11 @@ const (
 	// that a client that goes away does not leave a user typing for long.
 	MaxTimeout    = 120 * time.Second
 	sweepInterval = 250 * time.Millisecond
+	// pingInterval: while a user keeps typing, OnChange is called again
+	// this often, so that other servers, which time typing out after a
+	// minute (Synapse's FEDERATION_TIMEOUT), keep showing it (Synapse's
+	// FEDERATION_PING_INTERVAL).
+	pingInterval = 40 * time.Second
 )
 
 // Config configures the service. The zero value is the defaults.
@@ -54,11 +62,38 @@ type Service struct {
 	rooms map[id.RoomID]*room
 	// busy are the rooms with someone typing, for the sweep.
 	busy map[id.RoomID]struct{}
+
+	// OnChange, if set, is called when a user starts or stops typing
+	// through Set, when Expire stops a user's typing (remote users'
+	// included: the callee tells them apart), and every pingInterval while
+	// a user keeps calling Set, so that the change can be sent to other
+	// servers. It is called with the service's lock held and must not
+	// block. Set it before the service is used.
+	OnChange func(roomID id.RoomID, user id.UserID, typing bool)
 }
 
 type room struct {
 	until   map[id.UserID]time.Time // when each typer stops
 	changed int64                   // typing position of the last change
+	// pinged is when OnChange last said each typer types (nil until
+	// needed).
+	pinged map[id.UserID]time.Time
+}
+
+// onChange calls OnChange. The caller holds s.mu.
+func (s *Service) onChange(roomID id.RoomID, r *room, user id.UserID, typing bool, now time.Time) {
+	if s.OnChange == nil {
+		return
+	}
+	s.OnChange(roomID, user, typing)
+	if !typing {
+		delete(r.pinged, user)
+		return
+	}
+	if r.pinged == nil {
+		r.pinged = map[id.UserID]time.Time{}
+	}
+	r.pinged[user] = now
 }
 
 // New returns the service.
@@ -104,6 +139,9 @@ func (s *Service) Set(ctx context.Context, user id.UserID, roomID id.RoomID, typ
 		// new: Typing no longer listed it.
 		if !was || !now.Before(until) {
 			r.changed = s.n.WakeTyping(roomID)
+			s.onChange(roomID, r, user, true, now)
+		} else if now.Sub(r.pinged[user]) >= pingInterval {
+			s.onChange(roomID, r, user, true, now)
 		}
 		return nil
 	}
@@ -113,6 +151,7 @@ func (s *Service) Set(ctx context.Context, user id.UserID, roomID id.RoomID, typ
 			delete(s.busy, roomID)
 		}
 		r.changed = s.n.WakeTyping(roomID)
+		s.onChange(roomID, r, user, false, now)
 	}
 	return nil
 }
@@ -150,6 +189,7 @@ func (s *Service) Expire() {
 		for u, until := range r.until {
 			if !now.Before(until) {
 				delete(r.until, u)
+				s.onChange(roomID, r, u, false, now)
 			}
 		}
 		if len(r.until) == 0 {
