@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 
 	"maunium.net/go/mautrix/id"
@@ -83,28 +85,55 @@ type membershipBody struct {
 	Reason string    `json:"reason"`
 }
 
-// resolveRoom turns a room ID or a local alias into a room ID.
-func (a *API) resolveRoom(r *http.Request, s string) (id.RoomID, error) {
+// resolveRoom turns a room ID or an alias into a room ID and the servers
+// the alias's directory names (none for a room ID). An alias of another
+// server is asked of that server (directory.ResolveAlias).
+func (a *API) resolveRoom(r *http.Request, s string) (id.RoomID, []string, error) {
 	switch {
 	case strings.HasPrefix(s, "!"):
-		return id.RoomID(s), nil
+		return id.RoomID(s), nil, nil
 	case strings.HasPrefix(s, "#"):
-		al, err := a.svc.Rooms.DB().ResolveAlias(r.Context(), id.RoomAlias(s))
-		if errors.Is(err, store.ErrNotFound) {
-			return "", mxerr.NotFound("Room alias %s not found", s)
-		}
-		return al.RoomID, err
+		return a.svc.Directory.ResolveAlias(r.Context(), s)
 	}
-	return "", mxerr.InvalidParam("%q is neither a room ID nor a room alias", s)
+	return "", nil, mxerr.InvalidParam("%q is neither a room ID nor a room alias", s)
+}
+
+// joinVia lists the servers to ask for a join or knock of a room this
+// server may not be in: the alias's servers first, then the client's via
+// query parameters, then the deprecated server_name ones (both
+// repeatable; client-server API, "POST /join/{roomIdOrAlias}"), and last
+// the room ID's domain, which room IDs of versions before 12 carry and
+// whose server created the room. Invalid server names and this server are
+// left out; each server comes once.
+func joinVia(q url.Values, aliasServers []string, roomID id.RoomID, local string) []string {
+	var via []string
+	add := func(s string) {
+		if s != local && event.ValidServerName(s) && !slices.Contains(via, s) {
+			via = append(via, s)
+		}
+	}
+	for _, s := range aliasServers {
+		add(s)
+	}
+	for _, s := range q["via"] {
+		add(s)
+	}
+	for _, s := range q["server_name"] {
+		add(s)
+	}
+	if _, domain, ok := strings.Cut(string(roomID), ":"); ok {
+		add(domain)
+	}
+	return via
 }
 
 // POST /_matrix/client/v3/join/{roomIdOrAlias}
 func (a *API) joinByIDOrAlias(w http.ResponseWriter, r *http.Request) error {
-	roomID, err := a.resolveRoom(r, r.PathValue("roomIdOrAlias"))
+	roomID, servers, err := a.resolveRoom(r, r.PathValue("roomIdOrAlias"))
 	if err != nil {
 		return err
 	}
-	return a.doJoin(w, r, roomID)
+	return a.doJoin(w, r, roomID, servers)
 }
 
 // POST /_matrix/client/v3/rooms/{roomId}/join
@@ -113,10 +142,10 @@ func (a *API) joinRoom(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return a.doJoin(w, r, roomID)
+	return a.doJoin(w, r, roomID, nil)
 }
 
-func (a *API) doJoin(w http.ResponseWriter, r *http.Request, roomID id.RoomID) error {
+func (a *API) doJoin(w http.ResponseWriter, r *http.Request, roomID id.RoomID, aliasServers []string) error {
 	var body membershipBody
 	if err := api.DecodeOptionalJSON(r, &body); err != nil {
 		return err
@@ -139,6 +168,7 @@ func (a *API) doJoin(w http.ResponseWriter, r *http.Request, roomID id.RoomID) e
 	}
 	_, err := a.svc.Rooms.SetMembership(r.Context(), room.MemberChange{
 		RoomID: roomID, Sender: who.UserID, Target: who.UserID, Membership: room.Join, Reason: body.Reason,
+		Via: joinVia(r.URL.Query(), aliasServers, roomID, a.cfg.ServerName),
 	})
 	if err != nil {
 		return err
@@ -148,7 +178,7 @@ func (a *API) doJoin(w http.ResponseWriter, r *http.Request, roomID id.RoomID) e
 
 // POST /_matrix/client/v3/knock/{roomIdOrAlias}
 func (a *API) knock(w http.ResponseWriter, r *http.Request) error {
-	roomID, err := a.resolveRoom(r, r.PathValue("roomIdOrAlias"))
+	roomID, servers, err := a.resolveRoom(r, r.PathValue("roomIdOrAlias"))
 	if err != nil {
 		return err
 	}
@@ -159,6 +189,7 @@ func (a *API) knock(w http.ResponseWriter, r *http.Request) error {
 	who := Who(r)
 	if _, err := a.svc.Rooms.SetMembership(r.Context(), room.MemberChange{
 		RoomID: roomID, Sender: who.UserID, Target: who.UserID, Membership: room.Knock, Reason: body.Reason,
+		Via: joinVia(r.URL.Query(), servers, roomID, a.cfg.ServerName),
 	}); err != nil {
 		return err
 	}
