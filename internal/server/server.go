@@ -25,6 +25,7 @@ import (
 	"polder.dev/polder/internal/api/federation"
 	"polder.dev/polder/internal/config"
 	"polder.dev/polder/internal/directory"
+	fedclient "polder.dev/polder/internal/federation"
 	"polder.dev/polder/internal/keys"
 	"polder.dev/polder/internal/notify"
 	"polder.dev/polder/internal/presence"
@@ -79,6 +80,10 @@ type Server struct {
 	Typing   *typing.Service
 	Receipts *receipt.Service
 	Presence *presence.Service
+	// Federation makes signed requests to other servers; KeyCache holds
+	// their verify keys (fetched through Federation, kept in the store).
+	Federation *fedclient.Client
+	KeyCache   *keys.Cache
 
 	handler http.Handler
 	fedAPI  *federation.API
@@ -143,6 +148,21 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		db.Close()
 		return nil, fmt.Errorf("signing key %s: %w", keyPath, err)
 	}
+	s.Federation = fedclient.NewClient(fedclient.Config{
+		ServerName: cfg.ServerName,
+		Key:        s.key,
+		RootCAs:    s.tls.roots,
+		Resolver:   s.federationResolver(),
+		UserAgent:  "Polder/" + VersionString(),
+	}, log.With("component", "federation"))
+	s.KeyCache = keys.NewCache(keys.CacheConfig{
+		ServerName: cfg.ServerName,
+		Key:        s.key,
+		Fetch:      s.Federation.ServerKeys,
+		Load:       db.ServerKeys,
+		Store:      db.PutServerKeys,
+		Log:        log.With("component", "keys"),
+	})
 	pos, err := db.StreamPos(ctx)
 	if err != nil {
 		db.Close()
@@ -193,10 +213,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	s.fedAPI = federation.New(federation.Config{
 		ServerName: cfg.ServerName,
 		Version:    version,
-		// WIRING POINT (inbound federation): VerifyKey: s.KeyCache.VerifyKey
-		// and OnInbound: the outbound queue's Wake, once the key cache and the
-		// queue are built here. Without VerifyKey every signed request is
-		// refused with 401.
+		VerifyKey:  s.KeyCache.VerifyKey,
+		Keys:       s.KeyCache,
+		// WIRING POINT (inbound federation): OnInbound: the outbound
+		// queue's Wake, once the queue is built here.
 		Services: federation.Services{
 			Rooms: s.Rooms, Users: s.Users, Directory: svc.Directory,
 			Typing: s.Typing, Receipts: s.Receipts, Presence: s.Presence,
@@ -223,8 +243,11 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // DB is the server's database.
 func (s *Server) DB() *store.DB { return s.db }
 
-// Close releases the database.
-func (s *Server) Close() error { return s.db.Close() }
+// Close releases the database and idle federation connections.
+func (s *Server) Close() error {
+	s.Federation.CloseIdleConnections()
+	return s.db.Close()
+}
 
 // Run serves until ctx ends, then shuts down gracefully: the listener
 // closes, requests in flight get up to ShutdownTimeout to finish, and

@@ -42,6 +42,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// Services are the domain services the handlers call.
 	Services Services
+	// Keys, if not nil, answers the notary endpoints with other servers'
+	// keys (keys_query.go); without it they answer this server's only.
+	Keys *keys.Cache
 }
 
 // API is the federation API.
@@ -67,6 +70,9 @@ func New(cfg Config, key *keys.SigningKey, log *slog.Logger) *API {
 func (a *API) Routes(rt *api.Router) {
 	rt.Handle("GET /_matrix/key/v2/server", a.errs.H(a.serverKeys))
 	rt.Handle("GET /_matrix/key/v2/server/{keyId}", a.errs.H(a.serverKeys)) // deprecated form, same answer
+	// keys_query.go: the notary endpoints
+	rt.Handle("POST /_matrix/key/v2/query", a.errs.H(a.queryKeysBatch))
+	rt.Handle("GET /_matrix/key/v2/query/{serverName}", a.errs.H(a.queryKeys))
 	rt.Handle("GET /_matrix/federation/v1/version", a.errs.H(a.version))
 
 	// Inbound federation. Every route but version and openid/userinfo
