@@ -82,7 +82,9 @@ type DiscoveryConfig struct {
 // max-age (24 hours without one, between 5 minutes and 48 hours), invalid
 // answers for an hour, and failures to get an answer for 2 minutes doubling
 // up to an hour, during which an earlier valid answer stays in use.
-// Resolved targets are reused for 5 minutes.
+// Resolved targets are reused for up to 5 minutes (no longer than the
+// well-known answer they came from), as Go's resolver does not tell DNS
+// TTLs.
 //
 // Host names of targets are left for the dialer to resolve (CNAME, AAAA,
 // A). It is safe for concurrent use.
@@ -120,7 +122,6 @@ func NewDiscovery(cfg DiscoveryConfig) *Discovery {
 	tr := cfg.Transport
 	if tr == nil {
 		tr = &http.Transport{
-			Proxy:               http.ProxyFromEnvironment,
 			DialTLSContext:      wellKnownDialTLS(cfg.RootCAs),
 			TLSHandshakeTimeout: wellKnownTimeout,
 			IdleConnTimeout:     30 * time.Second,
