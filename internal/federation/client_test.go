@@ -208,7 +208,9 @@ func TestClientTypedCalls(t *testing.T) {
 			"POST", "/_matrix/federation/v1/get_missing_events/%21room:remote.example.com",
 			`{"earliest_events":[],"latest_events":["$l"],"limit":10}`, `{"events":[{"m":1}]}`, false, false},
 		{"QueryProfile", `{"displayname":"Alice"}`,
-			func() (any, error) { return c.QueryProfile(ctx, remoteName, "@alice:remote.example.com", "displayname") },
+			func() (any, error) {
+				return c.QueryProfile(ctx, remoteName, "@alice:remote.example.com", "displayname")
+			},
 			"GET", "/_matrix/federation/v1/query/profile?field=displayname&user_id=%40alice%3Aremote.example.com", "",
 			`{"displayname":"Alice"}`, false, false},
 		{"QueryDirectory", `{"room_id":"!room:remote.example.com","servers":["remote.example.com"]}`,
