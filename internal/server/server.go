@@ -179,7 +179,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		AccessTokenLifetime:       cfg.AccessTokenLifetime,
 	}, db, s.Notify, log.With("component", "user"))
 
-	s.Rooms = room.New(room.Config{ServerName: cfg.ServerName, Key: s.key}, db, s.Notify, log.With("component", "room"))
+	roomCfg := room.Config{ServerName: cfg.ServerName, Key: s.key, Keys: s.KeyCache}
+	if cfg.FederationEnabled {
+		roomCfg.Federation = s.Federation
+	}
+	s.Rooms = room.New(roomCfg, db, s.Notify, log.With("component", "room"))
 	persisted := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "polder_events_persisted_total",
 		Help: "Room events persisted by this process.",
