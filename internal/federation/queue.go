@@ -135,8 +135,9 @@ type dest struct {
 	backoff      time.Duration
 	failingSince time.Time
 	lastWrite    time.Time // of a success to the store
-	// pendingPDUs and pendingEDUs count stored rows (approximately: they
-	// are set exactly whenever the queue is found empty).
+	// pendingPDUs and pendingEDUs count stored rows. They may count too
+	// many (coalesced EDUs), never too few, and are set exactly whenever
+	// the queue is found empty: a worker stops when they are 0.
 	pendingPDUs, pendingEDUs int
 	edus                     []memEDU // in memory, oldest first
 	inflight                 *inflight
@@ -194,12 +195,17 @@ func NewQueue(cfg QueueConfig, db *store.DB, transport Transport, log *slog.Logg
 // every worker stopped; a transaction cut off is sent again (same ID) at
 // the next start. Errors: reading the queue at start.
 func (q *Queue) Run(ctx context.Context) error {
+	// Read under q.mu, so that the counts are never too low: SendPDU
+	// counts what it stored after it stored it, under q.mu, so its row is
+	// either counted here and not by it yet, or not stored when read here.
+	// (The one overcount: a row stored before the read and counted after.)
+	q.mu.Lock()
 	ds, err := q.db.FedDestinations(ctx)
 	if err != nil {
+		q.mu.Unlock()
 		return fmt.Errorf("read federation queue: %w", err)
 	}
 	now := time.Now()
-	q.mu.Lock()
 	q.ctx = ctx
 	for _, s := range ds {
 		d := q.dest(s.Name)
@@ -279,18 +285,32 @@ func (q *Queue) destinations(dests []string) []string {
 // This server and repeats in destinations are left out. Errors: the
 // database's.
 func (q *Queue) SendPDU(ctx context.Context, pdu []byte, eventID id.EventID, roomID id.RoomID, destinations []string) error {
-	dests := q.destinations(destinations)
-	if len(dests) == 0 {
-		return nil
-	}
-	if err := q.db.QueueFedPDU(ctx, eventID, roomID, pdu, dests); err != nil {
+	if err := q.sendPDUs(ctx, []store.FedPDU{{EventID: eventID, RoomID: roomID, PDU: pdu, Destinations: destinations}}); err != nil {
 		return fmt.Errorf("queue %s: %w", eventID, err)
 	}
+	return nil
+}
+
+// sendPDUs queues PDUs in one database transaction.
+func (q *Queue) sendPDUs(ctx context.Context, pdus []store.FedPDU) error {
+	n := 0
+	for i := range pdus {
+		pdus[i].Destinations = q.destinations(pdus[i].Destinations)
+		n += len(pdus[i].Destinations)
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := q.db.QueueFedPDUs(ctx, pdus); err != nil {
+		return err
+	}
 	q.mu.Lock()
-	for _, name := range dests {
-		d := q.dest(name)
-		d.pendingPDUs++
-		q.kick(d)
+	for _, p := range pdus {
+		for _, name := range p.Destinations {
+			d := q.dest(name)
+			d.pendingPDUs++
+			q.kick(d)
+		}
 	}
 	q.mu.Unlock()
 	return nil
@@ -461,18 +481,23 @@ func (q *Queue) step(ctx context.Context, d *dest, log *slog.Logger) (more bool,
 		}
 	}
 	f := d.inflight
-	if len(f.txn.PDUs) == 0 && len(f.txn.EDUs) == 0 {
-		// A stored transaction whose EDUs were all replaced by newer ones
-		// since it was sent: nothing to send again.
-		return true, q.acked(ctx, d, f, nil, log)
+	var resp *TransactionResponse
+	// A stored transaction whose EDUs were all replaced by newer ones
+	// since it was sent has nothing to send again.
+	if len(f.txn.PDUs) > 0 || len(f.txn.EDUs) > 0 {
+		sctx, cancel := context.WithTimeout(ctx, q.cfg.SendTimeout)
+		resp, err = q.transport.SendTransaction(sctx, d.name, f.id, f.txn)
+		cancel()
+		if err != nil {
+			return false, fmt.Errorf("send transaction %s: %w", f.id, err)
+		}
 	}
-	sctx, cancel := context.WithTimeout(ctx, q.cfg.SendTimeout)
-	resp, err := q.transport.SendTransaction(sctx, d.name, f.id, f.txn)
-	cancel()
-	if err != nil {
-		return false, fmt.Errorf("send transaction %s: %w", f.id, err)
+	if err := q.acked(ctx, d, f, resp, log); err != nil {
+		return false, err
 	}
-	return true, q.acked(ctx, d, f, resp, log)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return d.hasWork(), nil
 }
 
 // next builds the destination's next transaction into d.inflight (left nil

@@ -97,8 +97,23 @@ func (l *lane) run(ctx context.Context, keep bool) {
 }
 
 type fanout struct {
-	pdus, edus lane
+	// pdus is a lane of one job that queues every event waiting in
+	// events: the events that piled up while the last batch was written
+	// are queued together, in one database transaction, with one look-up
+	// of each room's servers (group commit).
+	pdus   lane
+	mu     sync.Mutex
+	events []roomEvent
+	edus   lane
 }
+
+type roomEvent struct {
+	ev     *store.Event
+	target string // a server to send it to beside the room's; "" none
+}
+
+// maxEventBatch bounds the events queued in one transaction.
+const maxEventBatch = 256
 
 func (f *fanout) init() {
 	f.pdus.wake = make(chan struct{}, 1)
@@ -112,6 +127,50 @@ func (f *fanout) run(ctx context.Context) {
 	wg.Go(func() { f.pdus.run(ctx, true) })
 	wg.Go(func() { f.edus.run(ctx, false) })
 	wg.Wait()
+}
+
+// addEvent adds an event for queueEvents.
+func (q *Queue) addEvent(e roomEvent) {
+	q.fan.mu.Lock()
+	first := len(q.fan.events) == 0
+	q.fan.events = append(q.fan.events, e)
+	q.fan.mu.Unlock()
+	if first {
+		q.fan.pdus.add(q.queueEvents)
+	}
+}
+
+// queueEvents queues the events waiting in the fan-out, in batches.
+func (q *Queue) queueEvents(ctx context.Context) {
+	for {
+		q.fan.mu.Lock()
+		batch := q.fan.events[:min(len(q.fan.events), maxEventBatch)]
+		q.fan.events = q.fan.events[len(batch):]
+		if len(q.fan.events) == 0 {
+			q.fan.events = nil
+		}
+		q.fan.mu.Unlock()
+		if len(batch) == 0 {
+			return
+		}
+		servers := map[id.RoomID][]string{}
+		pdus := make([]store.FedPDU, 0, len(batch))
+		for _, e := range batch {
+			roomID := e.ev.RoomID()
+			s, ok := servers[roomID]
+			if !ok {
+				s = q.roomServers(ctx, roomID)
+				servers[roomID] = s
+			}
+			if e.target != "" {
+				s = append(s[:len(s):len(s)], e.target)
+			}
+			pdus = append(pdus, store.FedPDU{EventID: e.ev.EventID(), RoomID: roomID, PDU: e.ev.JSON(), Destinations: s})
+		}
+		if err := q.sendPDUs(ctx, pdus); err != nil && ctx.Err() == nil {
+			q.log.Error("queue events for federation", "events", len(pdus), "first_event_id", pdus[0].EventID, "err", err)
+		}
+	}
 }
 
 // isLocal reports whether user belongs to this server.
@@ -157,18 +216,7 @@ func (q *Queue) RoomEvent(ev *store.Event) {
 			target = id.UserID(*ev.StateKey()).Homeserver()
 		}
 	}
-	q.fan.pdus.add(func(ctx context.Context) {
-		servers := q.roomServers(ctx, ev.RoomID())
-		if target != "" {
-			servers = q.destinations(append(servers, target))
-		}
-		if len(servers) == 0 {
-			return
-		}
-		if err := q.SendPDU(ctx, ev.JSON(), ev.EventID(), ev.RoomID(), servers); err != nil && ctx.Err() == nil {
-			q.log.Error("queue event for federation", "event_id", ev.EventID(), "room_id", ev.RoomID(), "err", err)
-		}
-	})
+	q.addEvent(roomEvent{ev: ev, target: target})
 }
 
 // sendRoomEDU queues an EDU for the servers in the room.

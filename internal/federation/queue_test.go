@@ -392,8 +392,8 @@ func TestQueueDeadDestinationDoesNotBlockOthers(t *testing.T) {
 		return nil
 	})
 	q := newQueue(db, f, federation.QueueConfig{SendTimeout: time.Hour})
-	startQueue(t, q)
 	mustSendPDU(t, q, 1, "!r", "dead.example", "live.example")
+	startQueue(t, q)
 	waitFor(t, f, "dead's attempt to start", func() bool { return len(f.callsTo("dead.example")) == 1 })
 	for i := 2; i <= 60; i++ {
 		mustSendPDU(t, q, i, "!r", "dead.example", "live.example")

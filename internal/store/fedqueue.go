@@ -89,34 +89,44 @@ func dedupJSON(ss []string) (string, error) {
 	return string(b), err
 }
 
-// QueueFedPDU queues a PDU for destinations. The PDU is stored once;
-// queueing an event again adds only the destinations that do not wait for
-// it yet.
-func (db *DB) QueueFedPDU(ctx context.Context, eventID id.EventID, roomID id.RoomID, pdu []byte, destinations []string) error {
-	if len(destinations) == 0 {
-		return nil
-	}
-	dests, err := dedupJSON(destinations)
-	if err != nil {
-		return err
-	}
-	return db.WithTx(ctx, "queue_fed_pdu", func(tx *Tx) error {
-		var nid int64
-		// DO UPDATE (a no-op) rather than DO NOTHING so that RETURNING
-		// gives the existing row's number too.
-		if err := tx.QueryRowContext(ctx, `INSERT INTO fed_queue_pdus (event_id, room_id, pdu) VALUES ($1, $2, $3)
-			ON CONFLICT (event_id) DO UPDATE SET room_id = excluded.room_id RETURNING pdu_nid`,
-			string(eventID), string(roomID), pdu).Scan(&nid); err != nil {
-			return fmt.Errorf("queue pdu %s: %w", eventID, err)
-		}
-		q := `INSERT INTO fed_queue_pdu_dests (destination, pdu_nid) SELECT value, $1 FROM json_each($2) WHERE true
-			ON CONFLICT (destination, pdu_nid) DO NOTHING`
-		if tx.dialect == Postgres {
-			q = `INSERT INTO fed_queue_pdu_dests (destination, pdu_nid) SELECT jsonb_array_elements_text($2::jsonb), $1::bigint
-			ON CONFLICT (destination, pdu_nid) DO NOTHING`
-		}
-		if _, err := tx.ExecContext(ctx, q, nid, dests); err != nil {
-			return fmt.Errorf("queue pdu %s for destinations: %w", eventID, err)
+// FedPDU is a PDU to queue for destinations.
+type FedPDU struct {
+	EventID      id.EventID
+	RoomID       id.RoomID
+	PDU          []byte // federation format, as sent
+	Destinations []string
+}
+
+// QueueFedPDUs queues PDUs, in order, in one transaction. Each PDU is
+// stored once; queueing an event again adds only the destinations that do
+// not wait for it yet.
+func (db *DB) QueueFedPDUs(ctx context.Context, pdus []FedPDU) error {
+	return db.WithTx(ctx, "queue_fed_pdus", func(tx *Tx) error {
+		for _, p := range pdus {
+			if len(p.Destinations) == 0 {
+				continue
+			}
+			dests, err := dedupJSON(p.Destinations)
+			if err != nil {
+				return err
+			}
+			var nid int64
+			// DO UPDATE (a no-op) rather than DO NOTHING so that RETURNING
+			// gives the existing row's number too.
+			if err := tx.QueryRowContext(ctx, `INSERT INTO fed_queue_pdus (event_id, room_id, pdu) VALUES ($1, $2, $3)
+				ON CONFLICT (event_id) DO UPDATE SET room_id = excluded.room_id RETURNING pdu_nid`,
+				string(p.EventID), string(p.RoomID), p.PDU).Scan(&nid); err != nil {
+				return fmt.Errorf("queue pdu %s: %w", p.EventID, err)
+			}
+			q := `INSERT INTO fed_queue_pdu_dests (destination, pdu_nid) SELECT value, $1 FROM json_each($2) WHERE true
+				ON CONFLICT (destination, pdu_nid) DO NOTHING`
+			if tx.dialect == Postgres {
+				q = `INSERT INTO fed_queue_pdu_dests (destination, pdu_nid) SELECT jsonb_array_elements_text($2::jsonb), $1::bigint
+				ON CONFLICT (destination, pdu_nid) DO NOTHING`
+			}
+			if _, err := tx.ExecContext(ctx, q, nid, dests); err != nil {
+				return fmt.Errorf("queue pdu %s for destinations: %w", p.EventID, err)
+			}
 		}
 		return nil
 	})

@@ -16,8 +16,9 @@ import (
 
 func mustQueuePDU(tb testing.TB, db *store.DB, eventID, roomID string, dests ...string) {
 	tb.Helper()
-	if err := db.QueueFedPDU(context.Background(), id.EventID(eventID), id.RoomID(roomID), []byte(`{"e":"`+eventID+`"}`), dests); err != nil {
-		tb.Fatalf("QueueFedPDU(%s): %v", eventID, err)
+	p := store.FedPDU{EventID: id.EventID(eventID), RoomID: id.RoomID(roomID), PDU: []byte(`{"e":"` + eventID + `"}`), Destinations: dests}
+	if err := db.QueueFedPDUs(context.Background(), []store.FedPDU{p}); err != nil {
+		tb.Fatalf("QueueFedPDUs(%s): %v", eventID, err)
 	}
 }
 
@@ -49,6 +50,21 @@ func TestFedQueuePDUs(t *testing.T) {
 		mustQueuePDU(t, db, "$2", "!r", "a")
 		mustQueuePDU(t, db, "$3", "!r", "a", "b", "a") // a repeat in the list
 		mustQueuePDU(t, db, "$2", "!r", "b", "a")      // again: adds b only
+		// Several in one transaction, in order.
+		if err := db.QueueFedPDUs(ctx, []store.FedPDU{
+			{EventID: "$4", RoomID: "!r", PDU: []byte(`{"e":"$4"}`), Destinations: []string{"c"}},
+			{EventID: "$5", RoomID: "!r", PDU: []byte(`{"e":"$5"}`)}, // no destination: not stored
+			{EventID: "$6", RoomID: "!r", PDU: []byte(`{"e":"$6"}`), Destinations: []string{"c"}},
+		}); err != nil {
+			t.Fatalf("QueueFedPDUs: %v", err)
+		}
+		tc := mustClaim(t, db, "c", 50, 10)
+		if got := txnString(tc); got != `{"e":"$4"} {"e":"$6"}` {
+			t.Fatalf("claim for c = %q", got)
+		}
+		if err := db.FedTxnSent(ctx, "c", tc.ID, time.UnixMilli(500)); err != nil {
+			t.Fatalf("FedTxnSent: %v", err)
+		}
 
 		t1 := mustClaim(t, db, "a", 2, 10)
 		if got, want := txnString(t1), `{"e":"$1"} {"e":"$2"}`; got != want || t1.ID == "" || t1.Retry {

@@ -25,6 +25,9 @@ CREATE TABLE fed_queue_pdu_dests (
     PRIMARY KEY (destination, pdu_nid)
 );
 CREATE INDEX fed_queue_pdu_dests_pdu ON fed_queue_pdu_dests (pdu_nid);
+-- A transaction's rows, and the next ones to claim (txn 0), without
+-- reading past a long backlog.
+CREATE INDEX fed_queue_pdu_dests_txn ON fed_queue_pdu_dests (destination, txn, pdu_nid);
 
 -- EDUs waiting to be sent, one row per destination, in edu_nid order.
 -- coalesce_key, when not NULL, makes an EDU replace the waiting one of the
@@ -39,7 +42,7 @@ CREATE TABLE fed_queue_edus (
     content      BLOB NOT NULL,          -- the EDU's content (JSON)
     txn          BIGINT NOT NULL DEFAULT 0
 );
-CREATE INDEX fed_queue_edus_dest ON fed_queue_edus (destination, edu_nid);
+CREATE INDEX fed_queue_edus_dest ON fed_queue_edus (destination, txn, edu_nid);
 CREATE UNIQUE INDEX fed_queue_edus_coalesce ON fed_queue_edus (destination, edu_type, coalesce_key);
 
 -- Each destination's sending state: its backoff (kept across restarts, so
