@@ -58,10 +58,10 @@ func New(cfg Config, db *store.DB, rooms *room.Service, log *slog.Logger) *Servi
 }
 
 // needsFederation is the error for a request that only another server can
-// answer when this one has no Remote to ask it. Synapse answers 502 when it
-// cannot reach the other server.
+// answer when this one has no Remote to ask it (federation disabled).
+// Synapse answers 502 when it cannot reach the other server.
 func needsFederation(what string) error {
-	return mxerr.Unknown("%s needs federation, which this server does not have yet", what).WithStatus(http.StatusBadGateway)
+	return mxerr.Unknown("%s needs federation, which is disabled on this server", what).WithStatus(http.StatusBadGateway)
 }
 
 // canChangeRoomList reports whether who may change a room's entry in the

@@ -29,11 +29,18 @@ import (
 //   - 404 or M_NOT_FOUND: the thing does not exist, 404 M_NOT_FOUND;
 //   - 403 M_FORBIDDEN (a server that does not disclose profiles or its
 //     directory over federation, as the spec allows): 403 M_FORBIDDEN;
-//   - anything else, no answer at all (federation.ErrUnreachable) or no
-//     answer in queryTimeout: 502 M_UNKNOWN naming the server. Synapse
-//     answers 502 when it cannot reach the other server too; a 404 would
-//     tell the client that the alias or user does not exist, which this
-//     server does not know.
+//   - any other answer (other errcodes tell the client nothing true about
+//     its query), no answer at all (federation.ErrUnreachable) or none in
+//     queryTimeout: 502 M_UNKNOWN naming the server. Synapse answers 502
+//     when it cannot reach the other server too; a 404 would tell the
+//     client that the alias or user does not exist, which this server
+//     does not know;
+//   - a server name the federation client refuses: 400 M_INVALID_PARAM
+//     (federation.Relayable, which decides for errors that are not
+//     answers).
+//
+// Unlike federation.Relayable, the remote's own message is never shown:
+// the client gets this server's words for what the answer means.
 //
 // Nothing is cached here: an alias lookup happens once per join or per
 // client's question, and a directory page is paged by the remote's
@@ -81,8 +88,14 @@ func clientError(ctx context.Context, log *slog.Logger, dest, what string, err e
 			return a.forbidden
 		}
 	}
+	if errors.Is(err, federation.ErrInvalidServerName) {
+		return federation.Relayable(err)
+	}
 	if log != nil {
 		log.Warn("query of another server failed", "destination", dest, "query", what, "err", err)
+	}
+	if re != nil {
+		return mxerr.Unknown("%s answered the %s query with an error (HTTP %d)", dest, what, re.Status).WithStatus(http.StatusBadGateway)
 	}
 	if errors.Is(err, federation.ErrUnreachable) || errors.Is(err, context.DeadlineExceeded) {
 		return mxerr.Unknown("%s could not be reached", dest).WithStatus(http.StatusBadGateway)

@@ -121,6 +121,7 @@ func TestResolveRemoteAlias(t *testing.T) {
 		{"remote 500", nil, remoteErr(500, "M_UNKNOWN", secret), 502, "M_UNKNOWN"},
 		{"remote odd errcode", nil, remoteErr(400, "M_UNKNOWN_TOKEN", secret), 502, "M_UNKNOWN"},
 		{"other error", nil, errors.New(secret), 502, "M_UNKNOWN"},
+		{"server name refused", nil, fmt.Errorf("resolve: %w", federation.ErrInvalidServerName), 400, "M_INVALID_PARAM"},
 		{"answer without room ID", &federation.DirectoryResponse{Servers: []string{"there.test"}}, nil, 502, "M_UNKNOWN"},
 		{"answer with a bad room ID", &federation.DirectoryResponse{RoomID: "room"}, nil, 502, "M_UNKNOWN"},
 	} {

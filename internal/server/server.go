@@ -169,6 +169,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		return nil, fmt.Errorf("read stream position: %w", err)
 	}
 	s.Notify = notify.New(notify.Position{Stream: pos})
+	// Clients' questions about other servers' aliases, directories and
+	// profiles go to those servers when federation is on.
+	var remoteProfiles user.RemoteProfileFunc
+	dirCfg := directory.Config{ServerName: cfg.ServerName}
+	if cfg.FederationEnabled {
+		remoteProfiles = directory.RemoteProfiles(s.Federation, log.With("component", "user"))
+		dirCfg.Remote = s.Federation
+	}
 	s.Users = user.New(user.Config{
 		ServerName:                cfg.ServerName,
 		EnableRegistration:        cfg.EnableRegistration,
@@ -177,6 +185,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		RegistrationSharedSecret:  cfg.RegistrationSharedSecret,
 		PasswordHashCost:          cfg.PasswordHashCost,
 		AccessTokenLifetime:       cfg.AccessTokenLifetime,
+		RemoteProfile:             remoteProfiles,
 	}, db, s.Notify, log.With("component", "user"))
 
 	roomCfg := room.Config{ServerName: cfg.ServerName, Key: s.key, Keys: s.KeyCache}
@@ -198,7 +207,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	s.Receipts = receipt.New(db, s.Notify)
 	s.Presence = presence.New(presence.Config{}, db, s.Notify, log.With("component", "presence"))
 	svc.Typing, svc.Receipts, svc.Presence = s.Typing, s.Receipts, s.Presence
-	svc.Directory = directory.New(directory.Config{ServerName: cfg.ServerName}, db, s.Rooms, log.With("component", "directory"))
+	svc.Directory = directory.New(dirCfg, db, s.Rooms, log.With("component", "directory"))
 	s.Sync = sync.New(db, s.Rooms, s.Notify, sync.Sources{Users: s.Users, Typing: s.Typing, Receipts: s.Receipts, Presence: s.Presence}, log.With("component", "sync"))
 	svc.Sync = s.Sync
 

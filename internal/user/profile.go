@@ -44,7 +44,7 @@ const (
 // needsFederation is the error for a profile of another server when this
 // server has no RemoteProfile lookup to ask it.
 func needsFederation(u id.UserID) error {
-	return mxerr.Unknown("Looking up profiles of users of %s needs federation, which this server does not have yet", u.Homeserver()).
+	return mxerr.Unknown("Looking up profiles of users of %s needs federation, which is disabled on this server", u.Homeserver()).
 		WithStatus(http.StatusBadGateway)
 }
 
