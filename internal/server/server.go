@@ -84,6 +84,9 @@ type Server struct {
 	// their verify keys (fetched through Federation, kept in the store).
 	Federation *fedclient.Client
 	KeyCache   *keys.Cache
+	// FederationQueue sends PDUs and EDUs to other servers in
+	// transactions, per destination, with backoff.
+	FederationQueue *fedclient.Queue
 
 	handler http.Handler
 	fedAPI  *federation.API
@@ -207,6 +210,29 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	s.Receipts = receipt.New(db, s.Notify)
 	s.Presence = presence.New(presence.Config{}, db, s.Notify, log.With("component", "presence"))
 	svc.Typing, svc.Receipts, svc.Presence = s.Typing, s.Receipts, s.Presence
+	s.FederationQueue = fedclient.NewQueue(fedclient.QueueConfig{
+		ServerName:  cfg.ServerName,
+		RoomServers: s.Rooms.JoinedServers,
+	}, db, s.Federation, log.With("component", "federation_queue"))
+	s.reg.MustRegister(s.FederationQueue.Collector())
+	if cfg.FederationEnabled {
+		// Local users' events, typing, public receipts and presence go to
+		// the servers in their rooms (the queue ignores remote users').
+		onEvent := s.Rooms.OnEvent
+		s.Rooms.OnEvent = func(ev *store.Event) {
+			onEvent(ev)
+			s.FederationQueue.RoomEvent(ev)
+		}
+		s.Typing.OnChange = s.FederationQueue.Typing
+		s.Receipts.OnPublic = s.FederationQueue.Receipt
+		s.Presence.OnChange = func(p presence.Presence) {
+			u := fedclient.PresenceUpdate{UserID: p.UserID, Presence: p.State, StatusMsg: p.StatusMsg, CurrentlyActive: p.CurrentlyActive}
+			if !p.LastActive.IsZero() {
+				u.LastActiveAgo = max(time.Since(p.LastActive).Milliseconds(), 0)
+			}
+			s.FederationQueue.Presence(u)
+		}
+	}
 	svc.Directory = directory.New(dirCfg, db, s.Rooms, log.With("component", "directory"))
 	s.Sync = sync.New(db, s.Rooms, s.Notify, sync.Sources{Users: s.Users, Typing: s.Typing, Receipts: s.Receipts, Presence: s.Presence}, log.With("component", "sync"))
 	svc.Sync = s.Sync
@@ -228,8 +254,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		Version:    version,
 		VerifyKey:  s.KeyCache.VerifyKey,
 		Keys:       s.KeyCache,
-		// WIRING POINT (inbound federation): OnInbound: the outbound
-		// queue's Wake, once the queue is built here.
+		OnInbound:  s.FederationQueue.Wake,
 		Services: federation.Services{
 			Rooms: s.Rooms, Users: s.Users, Directory: svc.Directory,
 			Typing: s.Typing, Receipts: s.Receipts, Presence: s.Presence,
@@ -317,6 +342,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	g.Go(func() error { return s.Presence.Run(gctx) })
 	g.Go(func() error { return s.Sync.Run(gctx) })
 	g.Go(func() error { return s.fedAPI.Run(gctx) })
+	if s.cfg.FederationEnabled {
+		g.Go(func() error { return s.FederationQueue.Run(gctx) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		s.log.Info("shutting down", "grace", s.cfg.ShutdownTimeout)
