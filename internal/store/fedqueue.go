@@ -177,44 +177,51 @@ func (db *DB) ClaimFedTxn(ctx context.Context, destination string, maxPDUs, maxE
 			ON CONFLICT (destination) DO NOTHING`, destination, nowMS()); err != nil {
 			return fmt.Errorf("create destination: %w", err)
 		}
-		var epoch, seq int64
-		if err := tx.QueryRowContext(ctx, `SELECT txn_epoch, txn_seq, txn_id FROM fed_destinations WHERE destination = $1`,
-			destination).Scan(&epoch, &seq, &t.ID); err != nil {
+		var epoch, seq, maxPDU, maxEDU int64
+		if err := tx.QueryRowContext(ctx, `SELECT txn_epoch, txn_seq, txn_id, txn_max_pdu, txn_max_edu FROM fed_destinations WHERE destination = $1`,
+			destination).Scan(&epoch, &seq, &t.ID, &maxPDU, &maxEDU); err != nil {
 			return fmt.Errorf("read destination: %w", err)
 		}
 		if t.ID != "" {
 			t.Retry = true
 		} else {
 			seq++
-			res, err := tx.ExecContext(ctx, `UPDATE fed_queue_pdu_dests SET txn = $2 WHERE destination = $1 AND txn = 0 AND pdu_nid IN (
-				SELECT pdu_nid FROM fed_queue_pdu_dests WHERE destination = $1 AND txn = 0 ORDER BY pdu_nid LIMIT $3)`,
-				destination, seq, maxPDUs)
-			if err != nil {
+			// The oldest rows not in a transaction are those up to the
+			// highest of the first max: claim them by that range.
+			var p, e sql.NullInt64
+			if err := tx.QueryRowContext(ctx, `SELECT MAX(pdu_nid) FROM (SELECT pdu_nid FROM fed_queue_pdu_dests
+				WHERE destination = $1 AND txn = 0 ORDER BY pdu_nid LIMIT $2) AS f`, destination, maxPDUs).Scan(&p); err != nil {
 				return fmt.Errorf("claim pdus: %w", err)
 			}
-			np, _ := res.RowsAffected()
-			if res, err = tx.ExecContext(ctx, `UPDATE fed_queue_edus SET txn = $2 WHERE edu_nid IN (
-				SELECT edu_nid FROM fed_queue_edus WHERE destination = $1 AND txn = 0 ORDER BY edu_nid LIMIT $3)`,
-				destination, seq, maxEDUs); err != nil {
+			if err := tx.QueryRowContext(ctx, `SELECT MAX(edu_nid) FROM (SELECT edu_nid FROM fed_queue_edus
+				WHERE destination = $1 AND txn = 0 ORDER BY edu_nid LIMIT $2) AS f`, destination, maxEDUs).Scan(&e); err != nil {
 				return fmt.Errorf("claim edus: %w", err)
 			}
-			ne, _ := res.RowsAffected()
-			if np+ne == 0 {
+			if !p.Valid && !e.Valid {
 				return nil
 			}
+			maxPDU, maxEDU = p.Int64, e.Int64
+			if _, err := tx.ExecContext(ctx, `UPDATE fed_queue_pdu_dests SET txn = $2 WHERE destination = $1 AND txn = 0 AND pdu_nid <= $3`,
+				destination, seq, maxPDU); err != nil {
+				return fmt.Errorf("claim pdus: %w", err)
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE fed_queue_edus SET txn = $2 WHERE destination = $1 AND txn = 0 AND edu_nid <= $3`,
+				destination, seq, maxEDU); err != nil {
+				return fmt.Errorf("claim edus: %w", err)
+			}
 			t.ID = strconv.FormatInt(epoch, 36) + "." + strconv.FormatInt(seq, 10)
-			if _, err := tx.ExecContext(ctx, `UPDATE fed_destinations SET txn_seq = $2, txn_id = $3 WHERE destination = $1`,
-				destination, seq, t.ID); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE fed_destinations SET txn_seq = $2, txn_id = $3, txn_max_pdu = $4, txn_max_edu = $5
+				WHERE destination = $1`, destination, seq, t.ID, maxPDU, maxEDU); err != nil {
 				return fmt.Errorf("start transaction: %w", err)
 			}
 		}
 		rows, err := tx.QueryContext(ctx, `SELECT p.pdu FROM fed_queue_pdu_dests d JOIN fed_queue_pdus p ON p.pdu_nid = d.pdu_nid
-			WHERE d.destination = $1 AND d.txn = $2 ORDER BY d.pdu_nid`, destination, seq)
+			WHERE d.destination = $1 AND d.pdu_nid <= $3 AND d.txn = $2 ORDER BY d.pdu_nid`, destination, seq, maxPDU)
 		if t.PDUs, err = column[[]byte](rows, err); err != nil {
 			return fmt.Errorf("read pdus: %w", err)
 		}
-		rows, err = tx.QueryContext(ctx, `SELECT edu_type, content FROM fed_queue_edus WHERE destination = $1 AND txn = $2 ORDER BY edu_nid`,
-			destination, seq)
+		rows, err = tx.QueryContext(ctx, `SELECT edu_type, content FROM fed_queue_edus
+			WHERE destination = $1 AND edu_nid <= $3 AND txn = $2 ORDER BY edu_nid`, destination, seq, maxEDU)
 		if err != nil {
 			return fmt.Errorf("read edus: %w", err)
 		}
@@ -237,9 +244,10 @@ func (db *DB) ClaimFedTxn(ctx context.Context, destination string, maxPDUs, maxE
 // ClaimFedTxn never gave (a transaction of EDUs that were not stored).
 func (db *DB) FedTxnSent(ctx context.Context, destination, txnID string, now time.Time) error {
 	return db.WithTx(ctx, "fed_txn_sent", func(tx *Tx) error {
-		var seq int64
+		var seq, maxPDU, maxEDU int64
 		var inFlight string
-		err := tx.QueryRowContext(ctx, `SELECT txn_seq, txn_id FROM fed_destinations WHERE destination = $1`, destination).Scan(&seq, &inFlight)
+		err := tx.QueryRowContext(ctx, `SELECT txn_seq, txn_id, txn_max_pdu, txn_max_edu FROM fed_destinations WHERE destination = $1`,
+			destination).Scan(&seq, &inFlight, &maxPDU, &maxEDU)
 		if errors.Is(err, sql.ErrNoRows) {
 			_, err = tx.ExecContext(ctx, `INSERT INTO fed_destinations (destination, txn_epoch, last_success_ts) VALUES ($1, $2, $2)`,
 				destination, timeMS(now))
@@ -249,8 +257,8 @@ func (db *DB) FedTxnSent(ctx context.Context, destination, txnID string, now tim
 			return fmt.Errorf("read destination: %w", err)
 		}
 		if inFlight != "" && inFlight == txnID {
-			nids, err := column[int64](tx.QueryContext(ctx, `DELETE FROM fed_queue_pdu_dests WHERE destination = $1 AND txn = $2 RETURNING pdu_nid`,
-				destination, seq))
+			nids, err := column[int64](tx.QueryContext(ctx, `DELETE FROM fed_queue_pdu_dests
+				WHERE destination = $1 AND pdu_nid <= $3 AND txn = $2 RETURNING pdu_nid`, destination, seq, maxPDU))
 			if err != nil {
 				return fmt.Errorf("dequeue pdus: %w", err)
 			}
@@ -259,7 +267,8 @@ func (db *DB) FedTxnSent(ctx context.Context, destination, txnID string, now tim
 					return err
 				}
 			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM fed_queue_edus WHERE destination = $1 AND txn = $2`, destination, seq); err != nil {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM fed_queue_edus WHERE destination = $1 AND edu_nid <= $3 AND txn = $2`,
+				destination, seq, maxEDU); err != nil {
 				return fmt.Errorf("dequeue edus: %w", err)
 			}
 		}

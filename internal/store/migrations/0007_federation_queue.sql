@@ -18,6 +18,11 @@ CREATE TABLE fed_queue_pdus (
 -- of the transaction in flight that carries it, so that a retry sends the
 -- same PDUs under the same transaction ID (the remote deduplicates by ID).
 -- A row is deleted when its transaction is acknowledged.
+--
+-- One index leads with the destination: a PDU for 100 servers touches 100
+-- of its pages, and each such index costs as much again (the WAL writes
+-- whole pages). A transaction's rows are found without another one: they
+-- are the destination's oldest, up to fed_destinations.txn_max_pdu.
 CREATE TABLE fed_queue_pdu_dests (
     destination TEXT NOT NULL,
     pdu_nid     BIGINT NOT NULL REFERENCES fed_queue_pdus (pdu_nid),
@@ -25,9 +30,6 @@ CREATE TABLE fed_queue_pdu_dests (
     PRIMARY KEY (destination, pdu_nid)
 );
 CREATE INDEX fed_queue_pdu_dests_pdu ON fed_queue_pdu_dests (pdu_nid);
--- A transaction's rows, and the next ones to claim (txn 0), without
--- reading past a long backlog.
-CREATE INDEX fed_queue_pdu_dests_txn ON fed_queue_pdu_dests (destination, txn, pdu_nid);
 
 -- EDUs waiting to be sent, one row per destination, in edu_nid order.
 -- coalesce_key, when not NULL, makes an EDU replace the waiting one of the
@@ -42,7 +44,7 @@ CREATE TABLE fed_queue_edus (
     content      BLOB NOT NULL,          -- the EDU's content (JSON)
     txn          BIGINT NOT NULL DEFAULT 0
 );
-CREATE INDEX fed_queue_edus_dest ON fed_queue_edus (destination, txn, edu_nid);
+CREATE INDEX fed_queue_edus_dest ON fed_queue_edus (destination, edu_nid);
 CREATE UNIQUE INDEX fed_queue_edus_coalesce ON fed_queue_edus (destination, edu_type, coalesce_key);
 
 -- Each destination's sending state: its backoff (kept across restarts, so
@@ -58,5 +60,9 @@ CREATE TABLE fed_destinations (
     last_success_ts  BIGINT NOT NULL DEFAULT 0,  -- ms
     txn_epoch        BIGINT NOT NULL,            -- ms, when the row was created
     txn_seq          BIGINT NOT NULL DEFAULT 0,  -- the last transaction number used
-    txn_id           TEXT NOT NULL DEFAULT ''    -- the transaction in flight; '' none
+    txn_id           TEXT NOT NULL DEFAULT '',   -- the transaction in flight; '' none
+    -- the highest pdu_nid and edu_nid in the transaction in flight: its
+    -- rows are found by a range of the destination's, not a scan
+    txn_max_pdu      BIGINT NOT NULL DEFAULT 0,
+    txn_max_edu      BIGINT NOT NULL DEFAULT 0
 );
