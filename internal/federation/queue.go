@@ -73,9 +73,6 @@ const (
 	// maxMemoryEDUs bounds the in-memory EDUs of one destination; the
 	// oldest go first.
 	maxMemoryEDUs = 10000
-	// successWriteInterval: a success after which nothing is to be
-	// dequeued and no backoff reset is written at most this often.
-	successWriteInterval = time.Minute
 )
 
 // QueueConfig configures a Queue. Zero fields take the defaults.
@@ -134,7 +131,6 @@ type dest struct {
 	failures     int
 	backoff      time.Duration
 	failingSince time.Time
-	lastWrite    time.Time // of a success to the store
 	// pendingPDUs and pendingEDUs count stored rows. They may count too
 	// many (coalesced EDUs), never too few, and are set exactly whenever
 	// the queue is found empty: a worker stops when they are 0.
@@ -573,7 +569,9 @@ func (q *Queue) next(ctx context.Context, d *dest, log *slog.Logger) error {
 func (q *Queue) acked(ctx context.Context, d *dest, f *inflight, resp *TransactionResponse, log *slog.Logger) error {
 	now := time.Now()
 	q.mu.Lock()
-	write := f.stored || d.failures > 0 || !d.failingSince.IsZero() || now.Sub(d.lastWrite) >= successWriteInterval
+	// A transaction of in-memory EDUs only is not written down unless it
+	// ends a failure streak: typing would otherwise cost a write each.
+	write := f.stored || d.failures > 0 || !d.failingSince.IsZero()
 	q.mu.Unlock()
 	if write {
 		if err := q.db.FedTxnSent(ctx, d.name, f.id, now); err != nil {
@@ -596,9 +594,6 @@ func (q *Queue) acked(ctx context.Context, d *dest, f *inflight, resp *Transacti
 	d.inflight = nil
 	if d.failures > 0 {
 		log.Info("destination is reachable again", "failures", d.failures)
-	}
-	if write {
-		d.lastWrite = now
 	}
 	d.failures, d.backoff, d.retryAt, d.failingSince = 0, 0, time.Time{}, time.Time{}
 	d.pendingPDUs = max(d.pendingPDUs-f.nPDUs, 0)

@@ -27,7 +27,8 @@ type FedDestination struct {
 	Backoff time.Duration
 	RetryAt time.Time
 	// FailingSince is the first failure since the last success (zero if
-	// none); LastSuccess the last acknowledged transaction (zero if none).
+	// none); LastSuccess the last acknowledgement recorded with
+	// FedTxnSent (zero if none).
 	FailingSince, LastSuccess time.Time
 	// PendingPDUs and PendingEDUs count what waits for the destination,
 	// the transaction in flight included.
