@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -65,15 +66,34 @@ func fileExists(p string) bool {
 	return err == nil && fi.Mode().IsRegular()
 }
 
+// containerVars are the variables containerEnv may fill.
+var containerVars = func() []string {
+	out := []string{"POLDER_SERVER_NAME", "POLDER_TLS_CA_CERT", "POLDER_TLS_CA_KEY"}
+	for k := range complementDefaults {
+		out = append(out, k)
+	}
+	return out
+}()
+
 // container is the entrypoint of the container image: `polder serve` with
-// the environment of containerEnv.
-func container(args []string, stdout, stderr io.Writer) int {
+// the environment of containerEnv, which it also exports, so that another
+// command given as arguments (`docker run polder:latest user create
+// alice`, `... version`) runs on the same settings.
+func container(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	getenv, caDir := containerEnv(os.Getenv)
+	for _, k := range containerVars {
+		if v := getenv(k); v != "" && os.Getenv(k) == "" {
+			os.Setenv(k, v)
+		}
+	}
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") && args[0] != "container" {
+		return run(args, stdin, stdout, stderr)
+	}
 	note := ""
 	if caDir != "" {
 		note = "Complement mode (CA in " + caDir + "): certificate minted from that CA, open registration, shared secret \"complement\", guests, no rate limits"
 	}
-	return serveWith(args, getenv, note, stdout, stderr)
+	return serveWith(args, os.Getenv, note, stdout, stderr)
 }
 
 // healthcheck asks the server's plain HTTP listener for

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -203,5 +204,13 @@ func TestContainerComplementMode(t *testing.T) {
 
 	if code, _, stderr := polder(t, "", "healthcheck", "--listen", strings.TrimPrefix(base, "http://")); code != 0 {
 		t.Errorf("polder healthcheck = %d (%s), want 0", code, stderr)
+	}
+
+	// Another command given to the entrypoint runs on the same settings.
+	cmd := exec.Command(os.Args[0], "container", "user", "create", "bob", "--password", "pw", "--data-dir", t.TempDir())
+	cmd.Env = append(os.Environ(), "POLDER_TEST_EXEC=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "@bob:hs1.polder.test") {
+		t.Errorf("polder container user create bob = %v, %q; want @bob:hs1.polder.test created", err, out)
 	}
 }

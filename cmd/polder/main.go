@@ -6,7 +6,8 @@
 //	polder version              print the version
 //	polder healthcheck          exit 0 if the server answers on its listener
 //	polder container [flags]    the container image's entrypoint (serve, and
-//	                            Complement mode when its CA is mounted)
+//	                            Complement mode when its CA is mounted); with
+//	                            a command as arguments, runs that command
 //
 // Flags, POLDER_* environment variables and a YAML file (--config) set the
 // configuration, in that order of precedence. This package handles flags,
@@ -48,7 +49,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "serve":
 		return serveWith(args, os.Getenv, "", stdout, stderr)
 	case "container":
-		return container(args, stdout, stderr)
+		return container(args, stdin, stdout, stderr)
 	case "healthcheck":
 		return healthcheck(args, stdout, stderr)
 	case "generate-config":

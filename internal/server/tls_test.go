@@ -86,6 +86,20 @@ func TestFederationOverTLS(t *testing.T) {
 		t.Errorf("Resolve(elsewhere.test) = nil error, want one for a name outside the federation")
 	}
 
+	// hs1's own federation client: the resolver and the minting CA are
+	// wired into it.
+	fed := f.Server("hs1.polder.test").Process().Federation
+	raw, err := fed.ServerKeys(t.Context(), "hs2.polder.test")
+	if err != nil || !json.Valid(raw) {
+		t.Errorf("hs1 Federation.ServerKeys(hs2.polder.test) = %.100q, %v; want hs2's keys", raw, err)
+	}
+	var version struct {
+		Server struct{ Name string } `json:"server"`
+	}
+	if err := fed.Do(t.Context(), "hs2.polder.test", "GET", "/_matrix/federation/v1/version", nil, &version); err != nil || version.Server.Name != "Polder" {
+		t.Errorf("hs1 Federation.Do(GET hs2.polder.test /_matrix/federation/v1/version) = %v, %+v; want Polder", err, version)
+	}
+
 	hs2 := f.Server("hs2.polder.test")
 	hs2.Stop(t)
 	c.Transport.(*http.Transport).CloseIdleConnections()
