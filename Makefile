@@ -21,7 +21,7 @@ image: build
 test:
 	scripts/test.sh
 
-complement: image
+complement:
 	scripts/complement.sh
 
 clean:

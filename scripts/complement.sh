@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs Complement (Matrix's black-box homeserver test suite) against the
-# Polder image, by hand. It needs a Docker engine (25 or later for
-# Complement's Docker client), so it is not part of scripts/test.sh: CI has
-# no Docker. See docs/federation.md, "Container image and Complement".
+# Polder image, by hand. It needs a Docker engine, so it is not part of
+# scripts/test.sh: CI has no Docker. See docs/federation.md, "Container
+# image and Complement".
 #
 #   scripts/complement.sh [go test flags]   e.g. -run 'TestLogin|TestOutboundFederationProfile'
 #
