@@ -199,6 +199,9 @@ func (q *Queue) Run(ctx context.Context) error {
 	ds, err := q.db.FedDestinations(ctx)
 	if err != nil {
 		q.mu.Unlock()
+		if ctx.Err() != nil {
+			return nil // shut down before it started
+		}
 		return fmt.Errorf("read federation queue: %w", err)
 	}
 	now := time.Now()

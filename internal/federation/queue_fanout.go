@@ -110,6 +110,9 @@ type fanout struct {
 type roomEvent struct {
 	ev     *store.Event
 	target string // a server to send it to beside the room's; "" none
+	// exclude is a server not to send it to (the origin of an event we
+	// relay); "" none.
+	exclude string
 }
 
 // maxEventBatch bounds the events queued in one transaction.
@@ -165,6 +168,15 @@ func (q *Queue) queueEvents(ctx context.Context) {
 			if e.target != "" {
 				s = append(s[:len(s):len(s)], e.target)
 			}
+			if e.exclude != "" {
+				kept := make([]string, 0, len(s))
+				for _, d := range s {
+					if d != e.exclude {
+						kept = append(kept, d)
+					}
+				}
+				s = kept
+			}
 			pdus = append(pdus, store.FedPDU{EventID: e.ev.EventID(), RoomID: roomID, PDU: e.ev.JSON(), Destinations: s})
 		}
 		if err := q.sendPDUs(ctx, pdus); err != nil && ctx.Err() == nil {
@@ -192,6 +204,17 @@ func (q *Queue) roomServers(ctx context.Context, roomID id.RoomID) []string {
 		return nil
 	}
 	return q.destinations(servers)
+}
+
+// Relay queues an event of another server's user that this server
+// accepted on that server's behalf (send_join, send_leave, send_knock)
+// for the other servers in the room: the sender's server (origin) already
+// has it. It does not block.
+func (q *Queue) Relay(ev *store.Event, origin string) {
+	if ev == nil || ev.PDU == nil || ev.StreamPos == 0 || ev.IsRejected || ev.SoftFailed {
+		return
+	}
+	q.addEvent(roomEvent{ev: ev, exclude: origin})
 }
 
 // RoomEvent is the room service's OnEvent hook: an event sent by a local

@@ -161,6 +161,9 @@ func (s *Service) acceptMembership(ctx context.Context, origin string, roomID id
 	if ev.IsRejected || ev.SoftFailed {
 		return nil, false, mxerr.Forbidden("The event is not allowed by the room's current state")
 	}
+	if s.OnRelay != nil {
+		s.OnRelay(ev, origin)
+	}
 	return ev, signed, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	gosync "sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -31,18 +32,48 @@ type KeySource interface {
 	Prefetch(ctx context.Context, want map[string][]id.KeyID) error
 }
 
-// dbSource is the stateres.EventSource over the store. Rejected events are
-// included (store.Event says so through Rejected).
-type dbSource struct{ db *store.DB }
+// dbSource is the stateres.EventSource over the store, and over events
+// being ingested that are not stored yet (a new event takes part in the
+// resolution of the current state before it is written). Rejected events
+// are included (store.Event says so through Rejected).
+type dbSource struct {
+	db      *store.DB
+	mu      gosync.Mutex
+	pending map[id.EventID]*event.PDU
+}
 
-func (d dbSource) Events(ctx context.Context, ids []id.EventID) ([]eventauth.Event, error) {
+// hold makes p visible to the resolver until the returned func is called.
+func (d *dbSource) hold(p *event.PDU) func() {
+	d.mu.Lock()
+	if d.pending == nil {
+		d.pending = map[id.EventID]*event.PDU{}
+	}
+	d.pending[p.EventID()] = p
+	d.mu.Unlock()
+	return func() {
+		d.mu.Lock()
+		delete(d.pending, p.EventID())
+		d.mu.Unlock()
+	}
+}
+
+func (d *dbSource) Events(ctx context.Context, ids []id.EventID) ([]eventauth.Event, error) {
 	evs, err := d.db.Events(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
-	byID := make(map[id.EventID]*store.Event, len(evs))
+	byID := make(map[id.EventID]eventauth.Event, len(evs))
 	for _, ev := range evs {
 		byID[ev.EventID()] = ev
+	}
+	if len(evs) < len(ids) {
+		d.mu.Lock()
+		for _, eid := range ids {
+			if p, ok := d.pending[eid]; ok {
+				byID[eid] = p
+			}
+		}
+		d.mu.Unlock()
 	}
 	out := make([]eventauth.Event, len(ids))
 	for i, eid := range ids {

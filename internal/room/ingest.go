@@ -157,6 +157,7 @@ func (s *Service) ingest(ctx context.Context, rs *roomState, origin string, p *e
 		return err
 	}
 	ec := &eventCache{s: s, ctx: ctx, known: map[id.EventID]eventauth.Event{}}
+	defer s.src.hold(p)()
 	// Step 4: the event's own auth events.
 	var missing []id.EventID
 	for _, a := range p.AuthEventIDs() {

@@ -67,10 +67,16 @@ type Service struct {
 	// res resolves state at forks (remote events); its auth chain cache
 	// lives as long as the service.
 	res *stateres.Resolver
+	src *dbSource
 
 	// OnEvent, if set, is called after each event is persisted and
 	// announced (push, federation). It must not block.
 	OnEvent func(ev *store.Event)
+	// OnRelay, if set, is called with an event of another server's user
+	// that this server accepted for that server (send_join, send_leave,
+	// send_knock): the other servers in the room must get it from us.
+	// It must not block.
+	OnRelay func(ev *store.Event, origin string)
 }
 
 // New returns the room service.
@@ -79,7 +85,8 @@ func New(cfg Config, db *store.DB, n *notify.Notifier, log *slog.Logger) *Servic
 		cfg.DefaultVersion = DefaultVersion
 	}
 	s := &Service{cfg: cfg, db: db, n: n, log: log, rooms: make(map[id.RoomID]*roomState)}
-	s.res = stateres.New(stateres.Config{Source: dbSource{db}})
+	s.src = &dbSource{db: db}
+	s.res = stateres.New(stateres.Config{Source: s.src})
 	return s
 }
 

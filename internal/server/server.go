@@ -223,6 +223,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 			onEvent(ev)
 			s.FederationQueue.RoomEvent(ev)
 		}
+		s.Rooms.OnRelay = s.FederationQueue.Relay
 		s.Typing.OnChange = s.FederationQueue.Typing
 		s.Receipts.OnPublic = s.FederationQueue.Receipt
 		s.Presence.OnChange = func(p presence.Presence) {
