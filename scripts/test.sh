@@ -45,7 +45,6 @@ fi
 # Synapse interoperability (tests/synapse/run.sh): Synapse from PyPI in a
 # cached venv (about 40 s to install the first time) federating with polder
 # on loopback. POLDER_SYNAPSE_TEST=0 skips it.
-# To make it part of every run (CI), change the default below from 0 to 1.
 if [ "${POLDER_SYNAPSE_TEST:-1}" = 1 ]; then
   step "Synapse interoperability"
   tests/synapse/run.sh
