@@ -151,8 +151,21 @@ func (r *rejection) Unwrap() error { return r.err }
 // locked. fetch allows fetching missing prev events from origin (off for
 // the events fetched that way, which fall back to state_ids).
 func (s *Service) ingest(ctx context.Context, rs *roomState, origin string, p *event.PDU, fetch bool) error {
-	if _, err := s.db.Event(ctx, p.EventID()); err == nil {
-		return nil
+	return s.ingestEvent(ctx, rs, origin, p, fetch, false)
+}
+
+// ingestEvent is ingest; backfill marks history fetched with /backfill:
+// it gets a backfill stream position, is not checked against the current
+// state, and moves neither the forward extremities nor the current state.
+// An event we hold as an outlier (from a join's state) becomes a
+// backfilled timeline event.
+func (s *Service) ingestEvent(ctx context.Context, rs *roomState, origin string, p *event.PDU, fetch, backfill bool) error {
+	promote := false
+	if old, err := s.db.Event(ctx, p.EventID()); err == nil {
+		if !backfill || old.StreamPos != 0 || old.IsRejected {
+			return nil
+		}
+		promote = true
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
@@ -207,7 +220,7 @@ func (s *Service) ingest(ctx context.Context, rs *roomState, origin string, p *e
 	}
 	// Step 6: the current state.
 	softFailed := false
-	if rejectErr == nil {
+	if rejectErr == nil && !backfill {
 		if err := eventauth.Check(rs.version, p, rs.lookup); err != nil {
 			softFailed = true
 			s.log.Info("soft-failed remote event", "event_id", p.EventID(), "room_id", p.RoomID(), "origin", origin, "err", err)
@@ -218,7 +231,7 @@ func (s *Service) ingest(ctx context.Context, rs *roomState, origin string, p *e
 		after = maps(before)
 		after[stateres.StateKey{Type: p.Type(), StateKey: *sk}] = p.EventID()
 	}
-	ne := store.NewEvent{PDU: p, Rejected: rejectErr != nil, SoftFailed: softFailed}
+	ne := store.NewEvent{PDU: p, Rejected: rejectErr != nil, SoftFailed: softFailed, Backfilled: backfill}
 	for _, prev := range p.PrevEventIDs() {
 		if !slices.Contains(missingPrev, prev) {
 			ne.StateBase = prev
@@ -247,7 +260,7 @@ func (s *Service) ingest(ctx context.Context, rs *roomState, origin string, p *e
 	// Forward extremities and current state move for accepted events.
 	current := rs.state
 	extremities := rs.extremities
-	if rejectErr == nil && !softFailed {
+	if rejectErr == nil && !softFailed && !backfill {
 		extremities = make([]id.EventID, 0, len(rs.extremities)+1)
 		for _, x := range rs.extremities {
 			if !slices.Contains(p.PrevEventIDs(), x) {
@@ -278,11 +291,19 @@ func (s *Service) ingest(ctx context.Context, rs *roomState, origin string, p *e
 	var pos int64
 	err = s.db.WithTx(ctx, "persist_remote_event", func(tx *store.Tx) error {
 		var err error
-		if pos, err = tx.PersistEvent(ctx, ne); err != nil {
+		if promote {
+			if pos, err = tx.PromoteOutlier(ctx, ne); err != nil {
+				return err
+			}
+		} else if pos, err = tx.PersistEvent(ctx, ne); err != nil {
 			return err
 		}
 		if p.Type() == event.TypeRedaction && p.Redacts() != "" && rejectErr == nil && !softFailed {
-			red, err = s.applyRedaction(ctx, tx, rs, current, ec.pdu, p)
+			st := current
+			if backfill {
+				st = before
+			}
+			red, err = s.applyRedaction(ctx, tx, rs, st, ec.pdu, p)
 		}
 		return err
 	})
@@ -291,6 +312,12 @@ func (s *Service) ingest(ctx context.Context, rs *roomState, origin string, p *e
 	}
 	if err != nil {
 		return err
+	}
+	if backfill {
+		if rejectErr != nil {
+			return &rejection{rejectErr}
+		}
+		return nil
 	}
 	// Commit happened: update the cache.
 	if rejectErr == nil && !softFailed {

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 
 	"maunium.net/go/mautrix/id"
 
@@ -67,7 +68,9 @@ type Service struct {
 	// res resolves state at forks (remote events); its auth chain cache
 	// lives as long as the service.
 	res *stateres.Resolver
-	src *dbSource
+	// noBackfill holds when a room's backfill last brought nothing.
+	noBackfill map[id.RoomID]time.Time
+	src        *dbSource
 
 	// OnEvent, if set, is called after each event is persisted and
 	// announced (push, federation). It must not block.
@@ -84,7 +87,7 @@ func New(cfg Config, db *store.DB, n *notify.Notifier, log *slog.Logger) *Servic
 	if cfg.DefaultVersion == "" {
 		cfg.DefaultVersion = DefaultVersion
 	}
-	s := &Service{cfg: cfg, db: db, n: n, log: log, rooms: make(map[id.RoomID]*roomState)}
+	s := &Service{cfg: cfg, db: db, n: n, log: log, rooms: make(map[id.RoomID]*roomState), noBackfill: map[id.RoomID]time.Time{}}
 	s.src = &dbSource{db: db}
 	s.res = stateres.New(stateres.Config{Source: s.src})
 	return s

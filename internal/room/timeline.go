@@ -535,6 +535,20 @@ func (s *Service) Messages(ctx context.Context, user id.UserID, roomID id.RoomID
 	if err != nil {
 		return nil, err
 	}
+	if req.Backwards && exhausted && len(evs) < q.limit && req.To == "" {
+		// Past the oldest event we hold: ask the room's other servers.
+		if ok, err := s.backfill(ctx, roomID, q.limit-len(evs)); err != nil {
+			s.log.Warn("backfill", "room_id", roomID, "err", err)
+		} else if ok {
+			q.from, q.limit = end, q.limit-len(evs)
+			more, end2, _, err := s.page(ctx, q)
+			if err != nil {
+				return nil, err
+			}
+			// More may be there: the client asks again and we backfill on.
+			evs, end, exhausted = append(evs, more...), end2, false
+		}
+	}
 	out.Chunk = evs
 	if !exhausted {
 		out.End = posToken(end)

@@ -52,7 +52,10 @@ type NewEvent struct {
 	PDU   *event.PDU
 	Added []byte
 	// Outlier events get no stream position and no state.
-	Outlier    bool
+	Outlier bool
+	// Backfilled events (history fetched with /backfill) get a negative
+	// stream position (NextBackfillPos), so that sync never reports them.
+	Backfilled bool
 	Rejected   bool
 	SoftFailed bool
 	// StateBase is the event whose state-after the event's state-after is
@@ -96,7 +99,11 @@ func (tx *Tx) PersistEvent(ctx context.Context, ne NewEvent) (int64, error) {
 	var pos sql.NullInt64
 	var snap sql.NullInt64
 	if !ne.Outlier {
-		v, err := tx.NextStreamPos(ctx)
+		next := tx.NextStreamPos
+		if ne.Backfilled {
+			next = tx.NextBackfillPos
+		}
+		v, err := next(ctx)
 		if err != nil {
 			return 0, err
 		}

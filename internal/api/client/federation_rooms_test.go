@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -196,4 +197,55 @@ func TestFederationRoom(t *testing.T) {
 			seesEvent(t, c, roomID, b)
 		}
 	})
+}
+
+// A user who joins a room over federation pages back through the history
+// from before the join: the server backfills it from the room's other
+// server, and sync does not report it as news.
+func TestFederationBackfill(t *testing.T) {
+	t.Parallel()
+	f := hstest.NewFederation(t, hstest.Options{})
+	hs1, hs2 := f.Server("hs1.polder.test"), f.Server("hs2.polder.test")
+	alice := hs1.Register(t, "alice", "password-alice")
+	bob := hs2.Register(t, "bob", "password-bob")
+	roomID := hstest.Str(t, hstest.MustOK(t, alice.Do(t, "POST", c3+"/createRoom", map[string]any{
+		"preset": "public_chat", "name": "History",
+	})), "room_id")
+	var want []string
+	for i := range 45 {
+		body := fmt.Sprintf("old message %d", i)
+		send(t, alice, roomID, "m.room.message", msg(body))
+		want = append(want, body)
+	}
+	joinVia(t, bob, roomID, "hs1.polder.test")
+	sync0 := doSync(t, bob, "")
+
+	// Page back 20 at a time until the start of the room.
+	var got []string
+	from := ""
+	for range 20 {
+		params := []string{"dir=b", "limit=20"}
+		if from != "" {
+			params = append(params, "from="+url.QueryEscape(from))
+		}
+		p := getPage(t, bob, roomID, params...)
+		for _, e := range p.Chunk {
+			if e.Type == "m.room.message" {
+				got = append(got, e.body())
+			}
+		}
+		if p.End == nil {
+			break
+		}
+		from = *p.End
+	}
+	slices.Reverse(got)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("bob's history = %d messages %v, want %d", len(got), got, len(want))
+	}
+	// Backfilled events are not news to sync.
+	s := doSync(t, bob, syncSince(sync0.NextBatch)+"&timeout=0")
+	if r := s.join(roomID); r != nil && len(r.Timeline.Events) > 0 {
+		t.Errorf("incremental sync after backfill returned %v", syncBodies(r.Timeline.Events))
+	}
 }
