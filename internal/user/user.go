@@ -285,7 +285,8 @@ func (s *Service) FlushLastSeen(ctx context.Context) error {
 }
 
 // Run does the service's background work until ctx ends: flushing
-// last-seen times and expiring stale UIA sessions.
+// last-seen times, expiring stale UIA sessions and pruning expired OpenID
+// tokens (openid.go).
 func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(15 * time.Second)
 	defer t.Stop()
@@ -299,6 +300,9 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 			if _, err := s.db.ExpireUIASessions(ctx, s.now().Add(-uiaSessionLifetime).UnixMilli()); err != nil && ctx.Err() == nil {
 				s.log.Warn("expire UIA sessions", "err", err)
+			}
+			if _, err := s.ExpireOpenIDTokens(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("expire OpenID tokens", "err", err)
 			}
 		}
 	}
