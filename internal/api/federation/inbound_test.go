@@ -712,6 +712,7 @@ func TestQueries(t *testing.T) {
 			r := h.signed(c.method, c.uri, c.body)
 			wantStatus(t, c.method+" "+c.uri, r, c.status, c.errcode)
 			if c.want != "" && string(r.Body) != c.want {
+		{"profile with a non-numeric port", "GET", f + "/query/profile?user_id=@bob:local.test:http&field=displayname", nil, 400, "M_INVALID_PARAM", ""},
 				t.Errorf("%s %s = %s, want %s", c.method, c.uri, r.Body, c.want)
 			}
 		})

@@ -8,6 +8,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"polder.dev/polder/internal/event"
 	"polder.dev/polder/internal/mxerr"
 )
 
@@ -50,11 +51,13 @@ func eventIDQuery(r *http.Request) (id.EventID, error) {
 }
 
 // userOf parses a user ID and returns its server name. M_INVALID_PARAM if
-// it is not a user ID.
+// it is not a user ID, including one whose server name breaks the grammar
+// (appendix "Server Name"), such as "@u:localhost:http" with a non-numeric
+// port.
 func userOf(s string) (id.UserID, string, error) {
 	u := id.UserID(s)
 	_, server, err := u.Parse()
-	if err != nil || !strings.HasPrefix(s, "@") || len(s) > 255 {
+	if err != nil || !strings.HasPrefix(s, "@") || len(s) > 255 || !event.ValidServerName(server) {
 		return "", "", mxerr.InvalidParam("Invalid user ID %q", s)
 	}
 	return u, server, nil
