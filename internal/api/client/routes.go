@@ -36,6 +36,9 @@ func (a *API) Routes(rt *api.Router) {
 	rt.Handle("DELETE "+c+"/v3/devices/{deviceId}", a.authed(a.deleteDevice))
 	rt.Handle("POST "+c+"/v3/delete_devices", a.authed(a.deleteDevices))
 
+	// OpenID (openid.go).
+	rt.Handle("POST "+c+"/v3/user/{userId}/openid/request_token", a.authed(a.requestOpenIDToken))
+
 	// Each area registers its own routes, in its own file.
 	a.roomRoutes(rt)      // rooms_*.go: create, membership, send, state, redact, upgrade
 	a.timelineRoutes(rt)  // timeline_*.go: event, context, messages, members, relations, threads

@@ -196,6 +196,14 @@ func (fakeUsers) Devices(ctx context.Context, localpart string) ([]store.Device,
 	return []store.Device{{Localpart: "bob", DeviceID: "D1", DisplayName: "phone"}, {Localpart: "bob", DeviceID: "D2"}}, nil
 }
 
+// OpenIDUserInfo knows one OpenID token, "bobtoken", of @bob:local.test.
+func (fakeUsers) OpenIDUserInfo(ctx context.Context, token string) (id.UserID, error) {
+	if token != "bobtoken" {
+		return "", mxerr.UnknownToken(false, "Access token unknown or expired")
+	}
+	return "@bob:local.test", nil
+}
+
 // fakeDirectory has one alias, #room:local.test, and one public room.
 type fakeDirectory struct{}
 
@@ -678,7 +686,13 @@ func TestOpenIDUserInfo(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	// Not signed: third parties call it.
-	wantStatus(t, "GET openid/userinfo", h.do("GET", "/_matrix/federation/v1/openid/userinfo?access_token=abc", nil, ""), 401, "M_UNKNOWN_TOKEN")
+	const uri = "/_matrix/federation/v1/openid/userinfo"
+	wantStatus(t, "GET openid/userinfo", h.do("GET", uri+"?access_token=abc", nil, ""), 401, "M_UNKNOWN_TOKEN")
+	wantStatus(t, "GET openid/userinfo without a token", h.do("GET", uri, nil, ""), 401, "M_MISSING_TOKEN")
+	r := h.do("GET", uri+"?access_token=bobtoken", nil, "")
+	if r.Status != 200 || string(bytes.TrimSpace(r.Body)) != `{"sub":"@bob:local.test"}` {
+		t.Errorf("GET openid/userinfo with bob's token = %d %s, want 200 {\"sub\":\"@bob:local.test\"}", r.Status, r.Body)
+	}
 }
 
 func TestQueries(t *testing.T) {

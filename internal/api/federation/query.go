@@ -109,12 +109,18 @@ func (a *API) publicRooms(w http.ResponseWriter, r *http.Request) error {
 
 // GET /_matrix/federation/v1/openid/userinfo?access_token=
 //
-// Called by third-party services, not servers: not signed. This server
-// issues no OpenID tokens yet (client API POST
-// /user/{userId}/openid/request_token), so no token is known.
+// Called by third-party services, not servers: not signed. Exchanges an
+// OpenID token (client API POST /user/{userId}/openid/request_token) for
+// {"sub": user ID}. 401 M_UNKNOWN_TOKEN for a token that is unknown or
+// expired, 401 M_MISSING_TOKEN without one.
 func (a *API) openIDUserInfo(w http.ResponseWriter, r *http.Request) error {
-	if r.URL.Query().Get("access_token") == "" {
+	tok := r.URL.Query().Get("access_token")
+	if tok == "" {
 		return mxerr.MissingToken("Missing access_token query parameter")
 	}
-	return mxerr.UnknownToken(false, "Access token unknown or expired")
+	sub, err := a.svc.Users.OpenIDUserInfo(r.Context(), tok)
+	if err != nil {
+		return err
+	}
+	return api.OK(w, map[string]string{"sub": string(sub)})
 }

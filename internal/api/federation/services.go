@@ -46,6 +46,9 @@ type Users interface {
 	Profile(ctx context.Context, u id.UserID) (map[string]json.RawMessage, error)
 	ProfileField(ctx context.Context, u id.UserID, field string) (json.RawMessage, error)
 	Devices(ctx context.Context, localpart string) ([]store.Device, error)
+	// OpenIDUserInfo is the owner of an OpenID token, or 401
+	// M_UNKNOWN_TOKEN.
+	OpenIDUserInfo(ctx context.Context, token string) (id.UserID, error)
 }
 
 // Directory resolves local aliases and lists the published rooms.
