@@ -59,17 +59,38 @@ type predecessor struct {
 // M_INVALID_ROOM_STATE (bad initial_state or override), M_BAD_JSON,
 // M_INVALID_PARAM.
 func (s *Service) Create(ctx context.Context, creator id.UserID, req CreateRequest) (id.RoomID, error) {
+	roomID, remoteInvites, err := s.create(ctx, creator, req)
+	if err != nil {
+		return "", err
+	}
+	for _, u := range remoteInvites {
+		var extra map[string]any
+		if req.IsDirect {
+			extra = map[string]any{"is_direct": true}
+		}
+		// As Synapse does, a failed remote invite does not fail the
+		// creation; the inviter sees the member list.
+		if _, err := s.sendMember(ctx, creator, u, Invite, "", extra, nil, roomID); err != nil {
+			s.log.Info("invite of a remote user at room creation failed", "room_id", roomID, "user_id", u, "err", err)
+		}
+	}
+	return roomID, nil
+}
+
+// create is Create without the invites of remote users, which it returns:
+// they are sent once the room exists and is unlocked.
+func (s *Service) create(ctx context.Context, creator id.UserID, req CreateRequest) (id.RoomID, []id.UserID, error) {
 	version := req.RoomVersion
 	if version == "" {
 		version = s.cfg.DefaultVersion
 	}
 	if !event.Supported(version) {
-		return "", mxerr.UnsupportedRoomVersion("Room version %q is not supported", version)
+		return "", nil, mxerr.UnsupportedRoomVersion("Room version %q is not supported", version)
 	}
 	switch req.Visibility {
 	case "", "private", "public":
 	default:
-		return "", mxerr.InvalidParam("visibility must be public or private")
+		return "", nil, mxerr.InvalidParam("visibility must be public or private")
 	}
 	preset := req.Preset
 	switch preset {
@@ -80,29 +101,29 @@ func (s *Service) Create(ctx context.Context, creator id.UserID, req CreateReque
 		}
 	case PresetPrivate, PresetTrustedPrivate, PresetPublic:
 	default:
-		return "", mxerr.InvalidParam("Unknown preset %q", req.Preset)
+		return "", nil, mxerr.InvalidParam("Unknown preset %q", req.Preset)
 	}
 	for _, u := range req.Invite {
 		if _, _, err := id.UserID(u).Parse(); err != nil {
-			return "", mxerr.InvalidParam("Invalid user ID %q in invite", u)
+			return "", nil, mxerr.InvalidParam("Invalid user ID %q in invite", u)
 		}
 		if u.Homeserver() != s.cfg.ServerName && s.cfg.Federation == nil {
-			return "", mxerr.Forbidden("This server does not federate; users of other servers cannot be invited")
+			return "", nil, mxerr.Forbidden("This server does not federate; users of other servers cannot be invited")
 		}
 	}
 	var alias id.RoomAlias
 	if req.RoomAliasName != "" {
 		if strings.ContainsAny(req.RoomAliasName, ":# \t\n") {
-			return "", mxerr.InvalidParam("room_alias_name may not contain ':', '#' or whitespace")
+			return "", nil, mxerr.InvalidParam("room_alias_name may not contain ':', '#' or whitespace")
 		}
 		alias = id.RoomAlias("#" + req.RoomAliasName + ":" + s.cfg.ServerName)
 		if len(alias) > 255 {
-			return "", mxerr.InvalidParam("room_alias_name is too long")
+			return "", nil, mxerr.InvalidParam("room_alias_name is too long")
 		}
 		if _, err := s.db.ResolveAlias(ctx, alias); err == nil {
-			return "", mxerr.RoomInUse("Room alias %s is already in use", alias)
+			return "", nil, mxerr.RoomInUse("Room alias %s is already in use", alias)
 		} else if !errors.Is(err, store.ErrNotFound) {
-			return "", err
+			return "", nil, err
 		}
 	}
 
@@ -110,7 +131,7 @@ func (s *Service) Create(ctx context.Context, creator id.UserID, req CreateReque
 	createContent := map[string]any{}
 	if len(req.CreationContent) > 0 && string(req.CreationContent) != "null" {
 		if err := json.Unmarshal(req.CreationContent, &createContent); err != nil {
-			return "", mxerr.BadJSON("creation_content must be an object")
+			return "", nil, mxerr.BadJSON("creation_content must be an object")
 		}
 	}
 	createContent["room_version"] = string(version)
@@ -130,7 +151,7 @@ func (s *Service) Create(ctx context.Context, creator id.UserID, req CreateReque
 		if v, ok := createContent["additional_creators"]; ok {
 			b, _ := json.Marshal(v)
 			if err := json.Unmarshal(b, &extra); err != nil {
-				return "", mxerr.BadJSON("additional_creators must be a list of user IDs")
+				return "", nil, mxerr.BadJSON("additional_creators must be a list of user IDs")
 			}
 		}
 		if preset == PresetTrustedPrivate {
@@ -138,7 +159,7 @@ func (s *Service) Create(ctx context.Context, creator id.UserID, req CreateReque
 		}
 		for _, u := range extra {
 			if _, _, err := u.Parse(); err != nil {
-				return "", mxerr.BadJSON("Invalid user ID %q in additional_creators", u)
+				return "", nil, mxerr.BadJSON("Invalid user ID %q in additional_creators", u)
 			}
 		}
 		if len(extra) > 0 {
@@ -184,14 +205,14 @@ func (s *Service) Create(ctx context.Context, creator id.UserID, req CreateReque
 	empty := ""
 	str := func(s string) *string { return &s }
 	if err := add(creator, event.TypeCreate, &empty, createContent); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	member, err := s.memberContent(ctx, creator, "join", "", nil)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if err := add(creator, event.TypeMember, str(string(creator)), member); err != nil {
-		return "", err
+		return "", nil, err
 	}
 
 	// Power levels, with the override merged over the defaults.
@@ -236,18 +257,18 @@ func (s *Service) Create(ctx context.Context, creator id.UserID, req CreateReque
 	if len(req.PowerLevelContentOverride) > 0 && string(req.PowerLevelContentOverride) != "null" {
 		var o map[string]any
 		if err := json.Unmarshal(req.PowerLevelContentOverride, &o); err != nil {
-			return "", mxerr.BadJSON("power_level_content_override must be an object")
+			return "", nil, mxerr.BadJSON("power_level_content_override must be an object")
 		}
 		for k, v := range o {
 			pl[k] = v
 		}
 	}
 	if err := add(creator, event.TypePowerLevels, &empty, pl); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if alias != "" {
 		if err := add(creator, "m.room.canonical_alias", &empty, map[string]any{"alias": alias}); err != nil {
-			return "", err
+			return "", nil, err
 		}
 	}
 
@@ -255,7 +276,7 @@ func (s *Service) Create(ctx context.Context, creator id.UserID, req CreateReque
 	initial := map[stateres.StateKey]bool{}
 	for _, ev := range req.InitialState {
 		if ev.Type == "" {
-			return "", mxerr.BadJSON("initial_state events need a type")
+			return "", nil, mxerr.BadJSON("initial_state events need a type")
 		}
 		initial[stateres.StateKey{Type: ev.Type, StateKey: ev.StateKey}] = true
 	}
@@ -274,25 +295,25 @@ func (s *Service) Create(ctx context.Context, creator id.UserID, req CreateReque
 			continue
 		}
 		if err := add(creator, ev.Type, &empty, ev.Content); err != nil {
-			return "", err
+			return "", nil, err
 		}
 	}
 	for _, ev := range req.InitialState {
 		if ev.Type == event.TypeCreate || ev.Type == event.TypeMember {
-			return "", mxerr.InvalidRoomState("initial_state may not contain %s events", ev.Type)
+			return "", nil, mxerr.InvalidRoomState("initial_state may not contain %s events", ev.Type)
 		}
 		if err := add(creator, ev.Type, str(ev.StateKey), ev.Content); err != nil {
-			return "", err
+			return "", nil, err
 		}
 	}
 	if req.Name != nil {
 		if err := add(creator, "m.room.name", &empty, map[string]any{"name": *req.Name}); err != nil {
-			return "", err
+			return "", nil, err
 		}
 	}
 	if req.Topic != nil {
 		if err := add(creator, "m.room.topic", &empty, map[string]any{"topic": *req.Topic}); err != nil {
-			return "", err
+			return "", nil, err
 		}
 	}
 	var remoteInvites []id.UserID
@@ -306,13 +327,13 @@ func (s *Service) Create(ctx context.Context, creator id.UserID, req CreateReque
 		}
 		c, err := s.memberContent(ctx, u, "invite", "", nil)
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		if req.IsDirect {
 			c["is_direct"] = true
 		}
 		if err := add(creator, event.TypeMember, str(string(u)), c); err != nil {
-			return "", err
+			return "", nil, err
 		}
 	}
 
@@ -338,24 +359,13 @@ func (s *Service) Create(ctx context.Context, creator id.UserID, req CreateReque
 		return nil
 	})
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	s.mu.Lock()
 	s.rooms[roomID] = live
 	s.mu.Unlock()
 	s.log.Info("room created", "room_id", roomID, "room_version", version, "user_id", creator)
-	for _, u := range remoteInvites {
-		var extra map[string]any
-		if req.IsDirect {
-			extra = map[string]any{"is_direct": true}
-		}
-		// As Synapse does, a failed remote invite does not fail the
-		// creation; the inviter sees the member list.
-		if _, err := s.sendMember(ctx, creator, u, Invite, "", extra, nil, roomID); err != nil {
-			s.log.Info("invite of a remote user at room creation failed", "room_id", roomID, "user_id", u, "err", err)
-		}
-	}
-	return roomID, nil
+	return roomID, remoteInvites, nil
 }
 
 // memberContent is the content of a member event: membership, the

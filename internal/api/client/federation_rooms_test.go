@@ -249,3 +249,106 @@ func TestFederationBackfill(t *testing.T) {
 		t.Errorf("incremental sync after backfill returned %v", syncBodies(r.Timeline.Events))
 	}
 }
+
+// Invites, rejections, knocks, restricted joins authorised by a member
+// server, and room upgrades, between two servers.
+func TestFederationMemberships(t *testing.T) {
+	t.Parallel()
+	f := hstest.NewFederation(t, hstest.Options{})
+	hs1, hs2 := f.Server("hs1.polder.test"), f.Server("hs2.polder.test")
+	alice := hs1.Register(t, "alice", "password-alice")
+	bob := hs2.Register(t, "bob", "password-bob")
+
+	t.Run("invite, reject, invite again and join", func(t *testing.T) {
+		roomID := hstest.Str(t, hstest.MustOK(t, alice.Do(t, "POST", c3+"/createRoom", map[string]any{
+			"preset": "private_chat", "name": "Invite only", "invite": []string{bob.UserID},
+		})), "room_id")
+		eventually(t, "bob sees the invite with the room's name", func() error {
+			s := doSync(t, bob, "")
+			if s.Rooms == nil || s.Rooms.Invite[roomID] == nil {
+				return fmt.Errorf("no invite")
+			}
+			if n := syncFind(&s.Rooms.Invite[roomID].InviteState, "m.room.name", ""); n == nil || n.Content["name"] != "Invite only" {
+				return fmt.Errorf("invite_state has no name: %+v", s.Rooms.Invite[roomID].InviteState)
+			}
+			return nil
+		})
+		hstest.MustOK(t, bob.Do(t, "POST", roomPath(roomID, "/leave"), map[string]any{}))
+		eventually(t, "alice sees bob reject", func() error {
+			r := alice.Do(t, "GET", roomPath(roomID, "/state/m.room.member/"+url.PathEscape(bob.UserID)), nil)
+			if r.Status != 200 || r.JSON(t)["membership"] != "leave" {
+				return fmt.Errorf("bob's membership: %d %s", r.Status, r.Body)
+			}
+			return nil
+		})
+		invite(t, alice, roomID, bob.UserID)
+		eventually(t, "bob is invited again", func() error {
+			if s := doSync(t, bob, ""); s.Rooms == nil || s.Rooms.Invite[roomID] == nil {
+				return fmt.Errorf("no invite")
+			}
+			return nil
+		})
+		hstest.MustOK(t, bob.Do(t, "POST", roomPath(roomID, "/join"), map[string]any{}))
+		eid := send(t, bob, roomID, "m.room.message", msg("thanks for the invite"))
+		seesEvent(t, alice, roomID, eid)
+	})
+
+	t.Run("knock", func(t *testing.T) {
+		roomID := hstest.Str(t, hstest.MustOK(t, alice.Do(t, "POST", c3+"/createRoom", map[string]any{
+			"preset": "private_chat", "room_version": "12",
+			"initial_state": []map[string]any{{"type": "m.room.join_rules", "state_key": "", "content": map[string]any{"join_rule": "knock"}}},
+		})), "room_id")
+		hstest.MustOK(t, bob.Do(t, "POST", c3+"/knock/"+url.PathEscape(roomID)+"?via=hs1.polder.test", map[string]any{"reason": "let me in"}))
+		eventually(t, "alice sees the knock", func() error {
+			r := alice.Do(t, "GET", roomPath(roomID, "/state/m.room.member/"+url.PathEscape(bob.UserID)), nil)
+			if r.Status != 200 || r.JSON(t)["membership"] != "knock" {
+				return fmt.Errorf("bob's membership: %d %s", r.Status, r.Body)
+			}
+			return nil
+		})
+		invite(t, alice, roomID, bob.UserID)
+		eventually(t, "bob can join after the invite", func() error {
+			r := bob.Do(t, "POST", roomPath(roomID, "/join"), map[string]any{})
+			if r.Status != 200 {
+				return fmt.Errorf("join: %d %s", r.Status, r.Body)
+			}
+			return nil
+		})
+	})
+
+	t.Run("restricted room authorised by a member server", func(t *testing.T) {
+		space := hstest.Str(t, hstest.MustOK(t, alice.Do(t, "POST", c3+"/createRoom", map[string]any{"preset": "public_chat"})), "room_id")
+		restricted := hstest.Str(t, hstest.MustOK(t, alice.Do(t, "POST", c3+"/createRoom", map[string]any{
+			"preset": "private_chat", "room_version": "10",
+			"initial_state": []map[string]any{{"type": "m.room.join_rules", "state_key": "", "content": map[string]any{
+				"join_rule": "restricted", "allow": []map[string]any{{"type": "m.room_membership", "room_id": space}},
+			}}},
+		})), "room_id")
+		r := bob.Do(t, "POST", c3+"/join/"+url.PathEscape(restricted)+"?via=hs1.polder.test", map[string]any{})
+		hstest.MustErr(t, r, 403, "M_FORBIDDEN")
+		joinVia(t, bob, space, "hs1.polder.test")
+		joinVia(t, bob, restricted, "hs1.polder.test")
+		r = bob.Do(t, "GET", roomPath(restricted, "/state/m.room.member/"+url.PathEscape(bob.UserID)), nil)
+		if m := hstest.MustOK(t, r); m["join_authorised_via_users_server"] != alice.UserID {
+			t.Errorf("bob's join = %v, want authorised by %s", m, alice.UserID)
+		}
+	})
+
+	t.Run("upgrade", func(t *testing.T) {
+		old := hstest.Str(t, hstest.MustOK(t, alice.Do(t, "POST", c3+"/createRoom", map[string]any{"preset": "public_chat", "room_version": "10", "name": "Old"})), "room_id")
+		joinVia(t, bob, old, "hs1.polder.test")
+		newID := hstest.Str(t, hstest.MustOK(t, alice.Do(t, "POST", roomPath(old, "/upgrade"), map[string]any{"new_version": "12"})), "replacement_room")
+		eventually(t, "bob sees the tombstone", func() error {
+			st, code := stateOf(t, bob, old, "m.room.tombstone")
+			if code != 200 || st["replacement_room"] != newID {
+				return fmt.Errorf("tombstone: %v (%d)", st, code)
+			}
+			return nil
+		})
+		joinVia(t, bob, newID, "hs1.polder.test")
+		st, _ := stateOf(t, bob, newID, "m.room.name")
+		if st["name"] != "Old" {
+			t.Errorf("name in the new room = %v", st)
+		}
+	})
+}
