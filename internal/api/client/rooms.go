@@ -392,7 +392,7 @@ func (a *API) putState(w http.ResponseWriter, r *http.Request) error {
 	}
 	who := Who(r)
 	if typ == event.TypeMember {
-		return mxerr.Forbidden("Change membership with the membership endpoints")
+		return a.putMember(w, r, roomID, sk, content)
 	}
 	if typ == "m.room.canonical_alias" {
 		if err := a.checkCanonicalAlias(r, roomID, content); err != nil {
@@ -400,6 +400,45 @@ func (a *API) putState(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	ev, err := a.svc.Rooms.Send(r.Context(), who.UserID, roomID, room.Draft{Type: typ, StateKey: &sk, Content: content})
+	if err != nil {
+		return err
+	}
+	return api.OK(w, map[string]any{"event_id": ev.EventID()})
+}
+
+// putMember is PUT /state/m.room.member/{userId}: a membership change sent
+// as a state event, as clients may (client-server API, "Room membership":
+// the membership endpoints are the usual way, not the only one; Synapse
+// and Complement's TestBannedUserCannotSendJoin ban this way).
+// content.membership picks the change (join, invite, leave, which is also
+// a kick or an unban, ban or knock); the authorization rules decide as for
+// the membership endpoints, and the rest of the content is kept, so a
+// per-room displayname works.
+func (a *API) putMember(w http.ResponseWriter, r *http.Request, roomID id.RoomID, stateKey string, content []byte) error {
+	target := id.UserID(stateKey)
+	if _, _, err := target.Parse(); err != nil || !strings.HasPrefix(stateKey, "@") {
+		return mxerr.InvalidParam("The state key of m.room.member must be a user ID")
+	}
+	var c map[string]any
+	if err := json.Unmarshal(content, &c); err != nil {
+		return mxerr.BadJSON("Invalid m.room.member content")
+	}
+	membership, _ := c["membership"].(string)
+	switch membership {
+	case room.Join, room.Invite, room.Leave, room.Ban, room.Knock:
+	default:
+		return mxerr.BadJSON("content.membership must be join, invite, leave, ban or knock")
+	}
+	reason, _ := c["reason"].(string)
+	extra := map[string]any{}
+	for k, v := range c {
+		if k != "membership" && k != "reason" {
+			extra[k] = v
+		}
+	}
+	ev, err := a.svc.Rooms.SetMembership(r.Context(), room.MemberChange{
+		RoomID: roomID, Sender: Who(r).UserID, Target: target, Membership: membership, Reason: reason, Extra: extra,
+	})
 	if err != nil {
 		return err
 	}
