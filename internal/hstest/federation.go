@@ -50,6 +50,7 @@ type Federation struct {
 	mu      sync.RWMutex
 	servers []*Server
 	byName  map[string]*Server
+	remotes map[string]*Remote // scripted remote servers (remote.go)
 }
 
 // DefaultFederationNames are the server names NewFederation uses when it
@@ -134,8 +135,12 @@ func (f *Federation) RootCAs() *x509.CertPool { return f.pool }
 
 // Resolve implements federation.Resolver: a server name of the federation
 // maps to its HTTPS listener on the loopback address (the last one it had,
-// if it is stopped); any other name is an error.
+// if it is stopped), the name of a Remote to its listener; any other name
+// is an error.
 func (f *Federation) Resolve(_ context.Context, serverName string) (federation.Target, error) {
+	if r := f.remote(serverName); r != nil {
+		return federation.Target{Addr: r.addr, Host: serverName, ServerName: hostOnly(serverName)}, nil
+	}
 	s := f.lookup(serverName)
 	if s == nil || s.FederationAddr() == "" {
 		return federation.Target{}, fmt.Errorf("hstest: no server named %q in the federation", serverName)
