@@ -64,13 +64,18 @@ type rules struct {
 	createRoomID bool
 }
 
+// MaxDepth is the greatest depth an event may have (the largest integer
+// canonical JSON allows). A room already at it sends its next events at
+// it (server-server API, PDU "depth").
+const MaxDepth = 1<<53 - 1
+
 var versionRules = func() map[id.RoomVersion]*rules {
 	m := make(map[id.RoomVersion]*rules, 12)
 	for v := 1; v <= 12; v++ {
 		r := &rules{
 			version:            id.RoomVersion(fmt.Sprint(v)),
 			legacyJSON:         v <= 5,
-			maxDepth:           1<<53 - 1,
+			maxDepth:           MaxDepth,
 			enforceKeyValidity: v >= 5,
 			aliasesRedaction:   v <= 5,
 			joinRulesAllow:     v >= 8,

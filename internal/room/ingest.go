@@ -350,9 +350,22 @@ func (s *Service) ingestEvent(ctx context.Context, rs *roomState, origin string,
 	return nil
 }
 
+// errForeignEvent is the error of an event that names events of another
+// room as its prev events (or whose sender's state does): it is dropped.
+var errForeignEvent = errors.New("an event it builds on is in another room")
+
 // prevStates returns the states after an event's prev events that we
 // hold with state, and the prev events we do not.
 func (s *Service) prevStates(ctx context.Context, p *event.PDU) ([]stateres.StateMap, []id.EventID, error) {
+	held, err := s.db.Events(ctx, p.PrevEventIDs())
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, ev := range held {
+		if ev.RoomID() != p.RoomID() {
+			return nil, nil, fmt.Errorf("%w: %s", errForeignEvent, ev.EventID())
+		}
+	}
 	var states []stateres.StateMap
 	var missing []id.EventID
 	for _, prev := range p.PrevEventIDs() {
@@ -517,6 +530,10 @@ func (s *Service) stateAfterRemote(ctx context.Context, version id.RoomVersion, 
 	state := stateres.StateMap{}
 	var prevEv *store.Event
 	for _, ev := range evs {
+		if ev.RoomID() != roomID {
+			// A state of another room's events is no state of this one.
+			return nil, fmt.Errorf("%w: state_ids of %s names %s", errForeignEvent, prev, ev.EventID())
+		}
 		if ev.EventID() == prev {
 			prevEv = ev
 		}

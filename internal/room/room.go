@@ -290,7 +290,7 @@ func (s *Service) build(rs *roomState, sender id.UserID, roomID id.RoomID, d Dra
 		Content:    content,
 		PrevEvents: prev,
 		AuthEvents: auth,
-		Depth:      rs.depth + 1,
+		Depth:      min(rs.depth+1, event.MaxDepth),
 		Redacts:    d.Redacts,
 	}, s.cfg.ServerName, s.cfg.Key)
 	if err != nil {
