@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 
 	"maunium.net/go/mautrix/id"
 )
@@ -15,43 +13,12 @@ import (
 // on each (the room's number, then the row); on PostgreSQL each is a round
 // trip. PersistOutliers writes many rows per statement instead.
 
-// outlierCols are the columns PersistOutliers writes, in order.
-const outlierCols = `event_id, room_nid, type, state_key, sender, depth, origin_ts, json, unsigned, replaces, rejected, soft_failed, relates_to, rel_type, rel_key`
-
-const outlierColCount = 15
-
-// outlierChunks are the row counts of the INSERT statements, largest
-// first: a batch is written in as many of the largest as fit, then the
-// smaller ones, so that only these few statement texts exist (each
-// prepared once) whatever the batch's size. 256 rows are 3,840
-// parameters, under SQLite's 32,766 and PostgreSQL's 65,535.
-var outlierChunks = [...]int{256, 64, 16, 4, 1}
-
-// outlierInsert holds the INSERT statement of each chunk size.
-var outlierInsert = func() map[int]string {
-	m := make(map[int]string, len(outlierChunks))
-	for _, n := range outlierChunks {
-		var b strings.Builder
-		b.WriteString(`INSERT INTO events (` + outlierCols + `) VALUES `)
-		for r := range n {
-			if r > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteByte('(')
-			for c := range outlierColCount {
-				if c > 0 {
-					b.WriteByte(',')
-				}
-				b.WriteByte('$')
-				b.WriteString(strconv.Itoa(r*outlierColCount + c + 1))
-			}
-			b.WriteByte(')')
-		}
-		b.WriteString(` ON CONFLICT (event_id) DO NOTHING`)
-		m[n] = b.String()
-	}
-	return m
-}()
+const (
+	outlierHead = `INSERT INTO events (event_id, room_nid, type, state_key, sender, depth, origin_ts, json, unsigned,
+		replaces, rejected, soft_failed, relates_to, rel_type, rel_key) VALUES `
+	outlierTail = ` ON CONFLICT (event_id) DO NOTHING`
+	outlierCols = 15
+)
 
 // PersistOutliers writes events as outliers: what PersistEvent writes for
 // NewEvent{Outlier: true} (no stream position, no state snapshot, no
@@ -64,16 +31,8 @@ var outlierInsert = func() map[int]string {
 func (tx *Tx) PersistOutliers(ctx context.Context, evs []NewEvent) error {
 	rooms := map[id.RoomID]int64{}
 	seen := make(map[id.EventID]bool, len(evs))
-	args := make([]any, 0, outlierChunks[0]*outlierColCount)
-	rows := 0
-	flush := func(n int) error {
-		if _, err := tx.ExecContext(ctx, outlierInsert[n], args[:n*outlierColCount]...); err != nil {
-			return fmt.Errorf("insert %d outliers: %w", n, err)
-		}
-		args = append(args[:0], args[n*outlierColCount:]...)
-		rows -= n
-		return nil
-	}
+	const batch = 1024 // rows of args held at once
+	args := make([]any, 0, min(len(evs), batch)*outlierCols)
 	for i := range evs {
 		ne := &evs[i]
 		if !ne.Outlier {
@@ -96,19 +55,15 @@ func (tx *Tx) PersistOutliers(ctx context.Context, evs []NewEvent) error {
 		args = append(args, string(p.EventID()), nid, p.Type(), p.StateKey(), string(p.Sender()), p.Depth(), p.OriginServerTS(),
 			p.JSON(), ne.Added, nullString(string(ne.Replaces)), ne.Rejected, ne.SoftFailed,
 			nullString(relTo), nullString(relType), nullString(relKey))
-		rows++
-		if rows == outlierChunks[0] {
-			if err := flush(rows); err != nil {
-				return err
+		if len(args) == batch*outlierCols {
+			if err := tx.insertRows(ctx, outlierHead, outlierTail, outlierCols, args); err != nil {
+				return fmt.Errorf("insert outliers: %w", err)
 			}
+			args = args[:0]
 		}
 	}
-	for _, n := range outlierChunks[1:] {
-		for rows >= n {
-			if err := flush(n); err != nil {
-				return err
-			}
-		}
+	if err := tx.insertRows(ctx, outlierHead, outlierTail, outlierCols, args); err != nil {
+		return fmt.Errorf("insert outliers: %w", err)
 	}
 	return nil
 }
