@@ -394,6 +394,12 @@ func (a *API) putState(w http.ResponseWriter, r *http.Request) error {
 	if typ == event.TypeMember {
 		return a.putMember(w, r, roomID, sk, content)
 	}
+	if typ == event.TypeCreate {
+		// A room has one create event, its first; the authorization rules
+		// would refuse another (403), but it is the request that is wrong
+		// (Complement TestMSC4291RoomIDAsHashOfCreateEvent_CannotSendCreateEvent).
+		return mxerr.BadJSON("A room's m.room.create event cannot be replaced")
+	}
 	if typ == "m.room.canonical_alias" {
 		if err := a.checkCanonicalAlias(r, roomID, content); err != nil {
 			return err

@@ -7,6 +7,21 @@ import (
 	"polder.dev/polder/internal/hstest"
 )
 
+// PUT /state/m.room.create is a bad request, in every room version.
+func TestPutCreateState(t *testing.T) {
+	t.Parallel()
+	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
+		alice := hs.Register(t, "alice", "pw")
+		for _, v := range []string{"11", "12"} {
+			t.Run("v"+v, func(t *testing.T) {
+				roomID := createRoom(t, alice, map[string]any{"room_version": v})
+				r := alice.Do(t, "PUT", roomPath(roomID, "/state/m.room.create/"), map[string]any{"room_version": v, "entropy": 100})
+				hstest.MustErr(t, r, 400, "M_BAD_JSON")
+			})
+		}
+	})
+}
+
 // PUT /state/m.room.member/{userId} changes membership like the
 // membership endpoints (Complement's TestBannedUserCannotSendJoin bans
 // this way), keeping the rest of the content.
