@@ -438,7 +438,11 @@ func (a *API) putMember(w http.ResponseWriter, r *http.Request, roomID id.RoomID
 	reason, _ := c["reason"].(string)
 	extra := map[string]any{}
 	for k, v := range c {
-		if k != "membership" && k != "reason" {
+		// join_authorised_via_users_server is the server's to fill, for a
+		// restricted join it vouches for; a client's value is ignored, as
+		// in Synapse (Complement TestRestrictedRoomsLocalJoin sends one on
+		// a join -> join change).
+		if k != "membership" && k != "reason" && k != "join_authorised_via_users_server" {
 			extra[k] = v
 		}
 	}

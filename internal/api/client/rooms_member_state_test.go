@@ -39,9 +39,14 @@ func TestPutMemberState(t *testing.T) {
 		bobID := hs.UserID("bob")
 
 		t.Run("per-room displayname", func(t *testing.T) {
-			putState(t, bob, roomID, "m.room.member", url.PathEscape(bobID), map[string]any{"membership": "join", "displayname": "Bobby"})
-			if m := memberOf(t, bobID); m["membership"] != "join" || m["displayname"] != "Bobby" {
+			// join_authorised_via_users_server is the server's: ignored.
+			putState(t, bob, roomID, "m.room.member", url.PathEscape(bobID), map[string]any{"membership": "join", "displayname": "Bobby", "join_authorised_via_users_server": "unused"})
+			m := memberOf(t, bobID)
+			if m["membership"] != "join" || m["displayname"] != "Bobby" {
 				t.Errorf("bob's member content = %v, want join with displayname Bobby", m)
+			}
+			if _, ok := m["join_authorised_via_users_server"]; ok {
+				t.Errorf("bob's member content = %v, want no join_authorised_via_users_server", m)
 			}
 		})
 		t.Run("ban and unban", func(t *testing.T) {
