@@ -32,8 +32,8 @@ import (
 // with a fixed key (remoteKey), answered through federation.Config.Transport.
 // Run (figures in docs/benchmarks.md, "Federation"):
 //
-//	go test ./internal/room -run '^$' -bench BenchmarkReceivePDUs -benchtime 2000x
-//	go test ./internal/room -run '^$' -bench BenchmarkJoinRemoteRoom10k -benchtime 1x
+//	go test ./internal/room -run '^$' -bench BenchmarkReceivePDUs -benchtime 5000x
+//	go test ./internal/room -run '^$' -bench BenchmarkJoinRemoteRoom10k -benchtime 2x -timeout 30m
 
 const remoteName = "remote.test"
 
@@ -410,9 +410,13 @@ func (h *heapSampler) Stop() uint64 {
 // BenchmarkJoinRemoteRoom10k measures a local user's join of a remote
 // room of 10,000 joined members (SetMembership with Via): make_join and
 // send_join through the federation client over a fake transport (the
-// answer, about 7 MB of JSON, is built once per process), verification of
+// answer, 6.4 MB of JSON, is built once per process), verification of
 // 10,004 events, their auth checks, and their persistence with the join.
 // One op is one join into a fresh database (its opening not timed).
+// cold: the join is the database's first write; warm: a local room was
+// created before, as on a server that has done anything, so that the
+// statements that persist events are prepared (SQLite prepares those met
+// in a transaction only before the next one).
 // peak-heap-MB is the highest heap of live and not yet swept objects
 // during the join, above what it was before (after a GC); alloc-MB is
 // what the join allocated in all.
