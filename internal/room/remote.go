@@ -192,13 +192,20 @@ func (s *Service) joinVia(ctx context.Context, srv string, user id.UserID, roomI
 func (s *Service) persistJoin(ctx context.Context, srv string, version id.RoomVersion, join *event.PDU, resp *federation.SendJoinResponse) (*store.Event, error) {
 	roomID := join.RoomID()
 	raws := make([][]byte, 0, len(resp.State)+len(resp.AuthChain))
-	for _, r := range resp.AuthChain {
-		raws = append(raws, r)
-	}
 	for _, r := range resp.State {
 		raws = append(raws, r)
 	}
+	statePDUs, _ := parseAll(version, roomID, raws)
+	stateIDs := make(map[id.EventID]bool, len(statePDUs))
+	for _, p := range statePDUs {
+		stateIDs[p.EventID()] = true
+	}
+	raws = raws[:0]
+	for _, r := range resp.AuthChain {
+		raws = append(raws, r)
+	}
 	pdus, _ := parseAll(version, roomID, raws)
+	pdus = append(pdus, statePDUs...)
 	seen := make(map[id.EventID]bool, len(pdus))
 	uniq := pdus[:0]
 	for _, p := range pdus {
@@ -247,12 +254,6 @@ func (s *Service) persistJoin(ctx context.Context, srv string, version id.RoomVe
 	}
 	// The state before the join.
 	state := stateres.StateMap{}
-	stateIDs := map[id.EventID]bool{}
-	for _, raw := range resp.State {
-		if p, err := event.Parse(version, raw); err == nil {
-			stateIDs[p.EventID()] = true
-		}
-	}
 	for _, p := range ordered {
 		if stateIDs[p.EventID()] && p.StateKey() != nil && !rejected[p.EventID()] {
 			state[stateres.StateKey{Type: p.Type(), StateKey: *p.StateKey()}] = p.EventID()
@@ -275,13 +276,15 @@ func (s *Service) persistJoin(ctx context.Context, srv string, version id.RoomVe
 		if err := tx.CreateRoom(ctx, store.Room{RoomID: roomID, Version: version}); err != nil && !errors.Is(err, store.ErrConflict) {
 			return err
 		}
+		outliers := make([]store.NewEvent, 0, len(ordered))
 		for _, p := range ordered {
 			if have[p.EventID()] || p.EventID() == join.EventID() {
 				continue
 			}
-			if _, err := tx.PersistEvent(ctx, store.NewEvent{PDU: p, Outlier: true, Rejected: rejected[p.EventID()]}); err != nil && !errors.Is(err, store.ErrConflict) {
-				return fmt.Errorf("persist state event %s: %w", p.EventID(), err)
-			}
+			outliers = append(outliers, store.NewEvent{PDU: p, Outlier: true, Rejected: rejected[p.EventID()]})
+		}
+		if err := tx.PersistOutliers(ctx, outliers); err != nil {
+			return fmt.Errorf("persist state events: %w", err)
 		}
 		cur, err := tx.CurrentState(ctx, roomID)
 		if err != nil {

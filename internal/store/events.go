@@ -167,6 +167,9 @@ func (tx *Tx) PersistEvent(ctx context.Context, ne NewEvent) (int64, error) {
 
 // applyCurrent changes the room's current state and its memberships.
 func (tx *Tx) applyCurrent(ctx context.Context, roomNID int64, changes stateres.StateMap, pos int64) error {
+	if len(changes) >= bulkMin {
+		return tx.applyCurrentBulk(ctx, roomNID, changes, pos)
+	}
 	for k, eid := range changes {
 		if eid == "" {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM current_state WHERE room_nid = $1 AND type = $2 AND state_key = $3`,

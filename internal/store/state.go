@@ -100,6 +100,12 @@ func (tx *Tx) writeSnapshot(ctx context.Context, roomNID int64, base id.EventID,
 		roomNID, parent, chain+1).Scan(&nid); err != nil {
 		return parent, fmt.Errorf("insert snapshot: %w", err)
 	}
+	if len(entries) >= bulkMin {
+		if err := tx.writeEntriesBulk(ctx, nid, entries, parent.Valid); err != nil {
+			return parent, err
+		}
+		return sql.NullInt64{Int64: nid, Valid: true}, nil
+	}
 	for k, eid := range entries {
 		if eid == "" && !parent.Valid {
 			continue
