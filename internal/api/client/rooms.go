@@ -101,14 +101,10 @@ func (a *API) resolveRoom(r *http.Request, s string) (id.RoomID, []string, error
 // joinVia lists the servers to ask for a join or knock of a room this
 // server may not be in: the alias's servers first, then the client's via
 // query parameters, then the deprecated server_name ones (both
-// repeatable; client-server API, "POST /join/{roomIdOrAlias}"). Only
-// when none of those is left, the room ID's domain, which room IDs of versions
-// before 12 carry and whose server created the room: servers the client
-// names are the ones it wants asked (Complement's
-// TestRestrictedRoomsRemoteJoinFailOver wants a join through a server that
-// cannot authorise it to fail, not to fall back to the creator's server).
-// Invalid server names and this server are left out; each server comes
-// once.
+// repeatable; client-server API, "POST /join/{roomIdOrAlias}"), and last
+// the room ID's domain, which room IDs of versions before 12 carry and
+// whose server created the room. Invalid server names and this server are
+// left out; each server comes once.
 func joinVia(q url.Values, aliasServers []string, roomID id.RoomID, local string) []string {
 	var via []string
 	add := func(s string) {
@@ -125,7 +121,7 @@ func joinVia(q url.Values, aliasServers []string, roomID id.RoomID, local string
 	for _, s := range q["server_name"] {
 		add(s)
 	}
-	if _, domain, ok := strings.Cut(string(roomID), ":"); ok && len(via) == 0 {
+	if _, domain, ok := strings.Cut(string(roomID), ":"); ok {
 		add(domain)
 	}
 	return via
