@@ -712,6 +712,7 @@ func TestQueries(t *testing.T) {
 		{"profile of another server's user", "GET", f + "/query/profile?user_id=@alice:remote.test", nil, 404, "M_NOT_FOUND", ""},
 		{"profile of an unknown user", "GET", f + "/query/profile?user_id=@nobody:local.test", nil, 404, "M_NOT_FOUND", ""},
 		{"profile without user_id", "GET", f + "/query/profile", nil, 400, "M_MISSING_PARAM", ""},
+		{"profile with a non-numeric port", "GET", f + "/query/profile?user_id=@bob:local.test:http&field=displayname", nil, 400, "M_INVALID_PARAM", ""},
 		{"directory", "GET", f + "/query/directory?room_alias=%23room:local.test", nil, 200, "", `{"room_id":"!open:local.test","servers":["local.test","remote.test"]}`},
 		{"directory of another server's alias", "GET", f + "/query/directory?room_alias=%23room:remote.test", nil, 404, "M_NOT_FOUND", ""},
 		{"directory unknown alias", "GET", f + "/query/directory?room_alias=%23nope:local.test", nil, 404, "M_NOT_FOUND", ""},
@@ -726,7 +727,6 @@ func TestQueries(t *testing.T) {
 			r := h.signed(c.method, c.uri, c.body)
 			wantStatus(t, c.method+" "+c.uri, r, c.status, c.errcode)
 			if c.want != "" && string(r.Body) != c.want {
-		{"profile with a non-numeric port", "GET", f + "/query/profile?user_id=@bob:local.test:http&field=displayname", nil, 400, "M_INVALID_PARAM", ""},
 				t.Errorf("%s %s = %s, want %s", c.method, c.uri, r.Body, c.want)
 			}
 		})
