@@ -226,7 +226,7 @@ func (q *Queue) Relay(ev *store.Event, origin string) {
 // send_leave, send_knock), which it must queue with SendPDU. Outliers,
 // rejected and soft-failed events are not sent. It does not block.
 func (q *Queue) RoomEvent(ev *store.Event) {
-	if ev == nil || ev.PDU == nil || ev.StreamPos == 0 || ev.IsRejected || ev.SoftFailed || !q.isLocal(ev.Sender()) {
+	if ev == nil || ev.PDU == nil || ev.StreamPos <= 0 || ev.IsRejected || ev.SoftFailed || ev.Handshake || !q.isLocal(ev.Sender()) {
 		return
 	}
 	var target string

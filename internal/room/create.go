@@ -254,6 +254,11 @@ func (s *Service) create(ctx context.Context, creator id.UserID, req CreateReque
 	if preset != PresetPublic {
 		pl["invite"] = 0
 	}
+	if version == "12" {
+		// Room version 12 (MSC4289): upgrading is for the creators, who
+		// outrank every level; 150 keeps it above the other admins.
+		pl["events"].(map[string]any)["m.room.tombstone"] = 150
+	}
 	if len(req.PowerLevelContentOverride) > 0 && string(req.PowerLevelContentOverride) != "null" {
 		var o map[string]any
 		if err := json.Unmarshal(req.PowerLevelContentOverride, &o); err != nil {

@@ -71,8 +71,7 @@ func (s *Service) MakeMembership(ctx context.Context, origin string, roomID id.R
 	content := map[string]any{"membership": membership}
 	if membership == Join {
 		if err := s.authoriseRestrictedJoin(ctx, rs, roomID, userID, content); err != nil {
-			var me *mxerr.Error
-			if errors.As(err, &me) && me.Code == "M_FORBIDDEN" && strings.Contains(me.Msg, "No local member") {
+			if errors.Is(err, errNoLocalAuthoriser) {
 				return nil, mxerr.New("M_UNABLE_TO_GRANT_JOIN", "No user of this server may authorise the join")
 			}
 			return nil, err
@@ -445,11 +444,27 @@ func (s *Service) FederationEventAuth(ctx context.Context, origin string, roomID
 	if err != nil {
 		return nil, err
 	}
-	_, ch, err := s.stateAndChain(ctx, nil, ev.AuthEventIDs())
+	// The auth chain of an event holds its auth events themselves
+	// (AuthChain leaves out the events it starts from).
+	ids, err := s.res.AuthChain(ctx, ev.AuthEventIDs()...)
 	if err != nil {
 		return nil, err
 	}
-	return &federation.EventAuthResponse{AuthChain: ch}, nil
+	for _, a := range ev.AuthEventIDs() {
+		if !slices.Contains(ids, a) {
+			ids = append(ids, a)
+		}
+	}
+	evs, err := s.db.Events(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(evs, func(i, j int) bool { return evs[i].Depth() < evs[j].Depth() })
+	out := make([]json.RawMessage, len(evs))
+	for i, e := range evs {
+		out[i] = e.JSON()
+	}
+	return &federation.EventAuthResponse{AuthChain: out}, nil
 }
 
 // walkBack visits the events before from through prev_events, newest

@@ -116,6 +116,9 @@ func (s *Service) formatOne(ev *store.Event, v Viewer, redactedBecause, relation
 		if !hasKey(raw, "event_id") { // room versions 3+ derive it from the hash
 			b = cjson.Set(nil, b, "event_id", cjson.AppendString(nil, string(ev.EventID())))
 		}
+		if !o.NoRoomID && !hasKey(raw, "room_id") { // room version 12's create event
+			b = cjson.Set(nil, b, "room_id", cjson.AppendString(nil, string(ev.RoomID())))
+		}
 	}
 	u := []byte("{}")
 	if len(ev.Added) > 0 {

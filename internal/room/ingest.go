@@ -95,13 +95,14 @@ func (s *Service) receiveRoom(ctx context.Context, origin string, roomID id.Room
 		}
 		return res
 	}
-	defer rs.mu.Unlock()
 	if !s.resident(rs) {
+		rs.mu.Unlock()
 		for _, p := range verified {
-			res[p.EventID()] = ErrNotInRoom
+			res[p.EventID()] = s.outOfRoom(ctx, r.Version, origin, p)
 		}
 		return res
 	}
+	defer rs.mu.Unlock()
 	for _, p := range verified {
 		err := s.ingest(ctx, rs, origin, p, true)
 		if err != nil {
@@ -110,6 +111,29 @@ func (s *Service) receiveRoom(ctx context.Context, origin string, roomID id.Room
 		res[p.EventID()] = err
 	}
 	return res
+}
+
+// outOfRoom takes, from a room this server is not in, the events that
+// end a local user's invite or knock (a rescinded invite, a refused
+// knock, a ban): without the room's state they cannot be checked against
+// it, so, as Synapse does with such "out-of-band" memberships, they are
+// taken when their sender's server sent them and our user's membership
+// is the invite or knock they end. Anything else is ErrNotInRoom.
+func (s *Service) outOfRoom(ctx context.Context, version id.RoomVersion, origin string, p *event.PDU) error {
+	sk := p.StateKey()
+	if p.Type() != event.TypeMember || sk == nil || id.UserID(*sk).Homeserver() != s.cfg.ServerName || p.Sender().Homeserver() != origin {
+		return ErrNotInRoom
+	}
+	m, _ := getString(p.Content(), "membership")
+	if m != Leave && m != Ban {
+		return ErrNotInRoom
+	}
+	cur, err := s.db.UserMembership(ctx, p.RoomID(), id.UserID(*sk))
+	if err != nil || (cur.Membership != Invite && cur.Membership != Knock) {
+		return ErrNotInRoom
+	}
+	_, err = s.persistOutOfRoom(ctx, version, p, "", nil)
+	return err
 }
 
 // eventCache loads events by ID for one ingest, remembering them.
@@ -179,7 +203,7 @@ func (s *Service) ingestEvent(ctx context.Context, rs *roomState, origin string,
 		}
 	}
 	if len(missing) > 0 {
-		if err := s.fetchAuthChain(ctx, rs.version, origin, p.RoomID(), p.EventID()); err != nil {
+		if err := s.fetchAuthEvents(ctx, rs.version, origin, p, missing); err != nil {
 			return fmt.Errorf("fetch auth events %v: %w", missing, err)
 		}
 	}
@@ -408,6 +432,60 @@ func (s *Service) fetchMissing(ctx context.Context, rs *roomState, origin string
 			s.log.Debug("missing event not accepted", "event_id", m.EventID(), "err", err)
 		}
 	}
+}
+
+// fetchAuthEvents fetches the missing auth events of p: its auth chain
+// from /event_auth, or, when that fails (Synapse answers 404 for events
+// it rejected), the missing events one by one with /event, then theirs,
+// for a few rounds.
+func (s *Service) fetchAuthEvents(ctx context.Context, version id.RoomVersion, origin string, p *event.PDU, missing []id.EventID) error {
+	if s.cfg.Federation == nil {
+		return errNoFederation
+	}
+	chainErr := s.fetchAuthChain(ctx, version, origin, p.RoomID(), p.EventID())
+	for round := 0; round < 4; round++ {
+		held, err := s.db.Events(ctx, missing)
+		if err != nil {
+			return err
+		}
+		have := map[id.EventID]bool{}
+		for _, ev := range held {
+			have[ev.EventID()] = true
+		}
+		missing = slices.DeleteFunc(missing, func(e id.EventID) bool { return have[e] })
+		if len(missing) == 0 {
+			return nil
+		}
+		var raws []json.RawMessage
+		var next []id.EventID
+		for _, eid := range missing {
+			raw, err := s.cfg.Federation.Event(ctx, origin, eid)
+			if err != nil {
+				continue
+			}
+			raws = append(raws, raw)
+			if q, err := event.Parse(version, raw); err == nil {
+				next = append(next, q.AuthEventIDs()...)
+			}
+		}
+		if len(raws) == 0 {
+			break
+		}
+		// Their own auth events first, so that they can be checked.
+		if len(next) > 0 && round < 3 {
+			if held, err := s.db.Events(ctx, next); err == nil && len(held) < len(next) {
+				missing = append(missing, next...)
+				continue
+			}
+		}
+		if err := s.storeOutliers(ctx, version, p.RoomID(), raws); err != nil {
+			return err
+		}
+	}
+	if chainErr != nil {
+		return chainErr
+	}
+	return fmt.Errorf("%d auth events could not be fetched", len(missing))
 }
 
 // fetchAuthChain fetches the auth chain of an event from a server and

@@ -61,7 +61,18 @@ func (s *Service) SetMembership(ctx context.Context, c MemberChange) (*store.Eve
 			return s.membershipRemote(ctx, c)
 		}
 	}
-	return s.sendMember(ctx, c.Sender, c.Target, c.Membership, c.Reason, c.Extra, c.Txn, c.RoomID)
+	ev, err := s.sendMember(ctx, c.Sender, c.Target, c.Membership, c.Reason, c.Extra, c.Txn, c.RoomID)
+	if errors.Is(err, errNoLocalAuthoriser) && s.cfg.Federation != nil {
+		// A restricted room where no user of ours may invite: a server
+		// with such a user authorises the join through make_join.
+		servers, serr := s.JoinedServers(ctx, c.RoomID)
+		if serr != nil {
+			return nil, serr
+		}
+		c.Via = append(c.Via, servers...)
+		return s.membershipRemote(ctx, c)
+	}
+	return ev, err
 }
 
 // sendMember does SetMembership for one room.
@@ -114,6 +125,10 @@ func (s *Service) sendMember(ctx context.Context, sender, target id.UserID, memb
 	}
 	return ev, err
 }
+
+// errNoLocalAuthoriser refuses a restricted join no local user can vouch
+// for; SetMembership then asks another server in the room to.
+var errNoLocalAuthoriser = mxerr.Forbidden("No local member may authorise your join")
 
 // authoriseRestrictedJoin fills join_authorised_via_users_server for a
 // join to a restricted room that the user may join through membership of
@@ -174,7 +189,7 @@ func (s *Service) authoriseRestrictedJoin(ctx context.Context, rs *roomState, ro
 			return nil
 		}
 	}
-	return mxerr.Forbidden("No local member may authorise your join")
+	return errNoLocalAuthoriser
 }
 
 // Forget forgets a room the user has left (client-server API, "forget").

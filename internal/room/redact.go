@@ -27,7 +27,12 @@ type redaction struct {
 // arrives).
 func (s *Service) checkRedaction(ctx context.Context, rs *roomState, roomID id.RoomID, redaction *event.PDU) (*store.Event, error) {
 	target, err := s.db.Event(ctx, redaction.Redacts())
-	if errors.Is(err, store.ErrNotFound) || (err == nil && target.RoomID() != roomID) {
+	if errors.Is(err, store.ErrNotFound) {
+		// An event this server has not received (yet): the redaction is
+		// sent anyway, as Synapse does, and applies where the event is.
+		return nil, nil
+	}
+	if err == nil && target.RoomID() != roomID {
 		return nil, mxerr.NotFound("Event not found")
 	}
 	if err != nil {

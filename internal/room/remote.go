@@ -40,8 +40,10 @@ func (s *Service) resident(rs *roomState) bool {
 }
 
 // candidateServers orders the servers to try for a remote membership
-// handshake: the client's, then the room ID's server (room versions up
-// to 11), then the servers of the user's invite or of members we know.
+// handshake: the client's (via, server_name, the alias's servers) only,
+// when it named any, as Synapse does; else the server of the user's
+// invite, the room ID's server (room versions up to 11) and those of
+// members we know.
 func (s *Service) candidateServers(ctx context.Context, roomID id.RoomID, user id.UserID, via []string) []string {
 	var out []string
 	add := func(srv string) {
@@ -51,6 +53,9 @@ func (s *Service) candidateServers(ctx context.Context, roomID id.RoomID, user i
 	}
 	for _, v := range via {
 		add(v)
+	}
+	if len(out) > 0 {
+		return out
 	}
 	if m, err := s.db.UserMembership(ctx, roomID, user); err == nil {
 		add(m.Sender.Homeserver())
@@ -183,6 +188,18 @@ func (s *Service) joinVia(ctx context.Context, srv string, user id.UserID, roomI
 			pdu = signed
 		}
 	}
+	if rs, err := s.lock(ctx, roomID); err == nil {
+		if s.resident(rs) {
+			// We are in the room (a restricted join another server
+			// authorised): the join is one more event of it.
+			defer rs.mu.Unlock()
+			if err := s.ingest(ctx, rs, srv, pdu, true); err != nil {
+				return nil, err
+			}
+			return s.db.Event(ctx, pdu.EventID())
+		}
+		rs.mu.Unlock()
+	}
 	return s.persistJoin(ctx, srv, mk.RoomVersion, pdu, resp)
 }
 
@@ -303,7 +320,7 @@ func (s *Service) persistJoin(ctx context.Context, srv string, version id.RoomVe
 		if err != nil {
 			return err
 		}
-		out = &store.Event{PDU: join, StreamPos: pos, Added: ne.Added, Replaces: ne.Replaces}
+		out = &store.Event{PDU: join, StreamPos: pos, Added: ne.Added, Replaces: ne.Replaces, Handshake: true}
 		return nil
 	})
 	if err != nil {
@@ -403,6 +420,10 @@ func (s *Service) knockRemote(ctx context.Context, user id.UserID, roomID id.Roo
 		}
 		s.log.Info("remote knock failed", "room_id", roomID, "destination", srv, "err", err)
 		lastErr = relayable(srv, err)
+		var me *mxerr.Error
+		if errors.As(lastErr, &me) && me.Code == "M_FORBIDDEN" {
+			break // the room said no; another server will say the same
+		}
 	}
 	return nil, lastErr
 }

@@ -207,6 +207,9 @@ func (s *Service) Send(ctx context.Context, sender id.UserID, roomID id.RoomID, 
 		return nil, err
 	}
 	defer rs.mu.Unlock()
+	if ev := s.sameState(ctx, rs, sender, d); ev != nil {
+		return ev, nil
+	}
 	pdu, err := s.build(rs, sender, roomID, d)
 	if err != nil {
 		return nil, err
@@ -227,6 +230,30 @@ func (s *Service) Send(ctx context.Context, sender id.UserID, roomID id.RoomID, 
 		return s.txnEvent(ctx, *d.Txn)
 	}
 	return ev, err
+}
+
+// sameState returns the current state event a state draft would replace
+// when it is the same: same sender, same content. Sending it again would
+// change nothing but add an event, so, as Synapse does, the send returns
+// the existing one. rs must be locked.
+func (s *Service) sameState(ctx context.Context, rs *roomState, sender id.UserID, d Draft) *store.Event {
+	if d.StateKey == nil || d.Content == nil {
+		return nil
+	}
+	cur := rs.lookup(d.Type, *d.StateKey)
+	if cur == nil || cur.Sender() != sender {
+		return nil
+	}
+	a, err1 := cjson.Append(nil, d.Content, cjson.Legacy)
+	b, err2 := cjson.Append(nil, cur.Content(), cjson.Legacy)
+	if err1 != nil || err2 != nil || string(a) != string(b) {
+		return nil
+	}
+	ev, err := s.db.Event(ctx, cur.EventID())
+	if err != nil {
+		return nil
+	}
+	return ev
 }
 
 func (s *Service) txnEvent(ctx context.Context, t store.Txn) (*store.Event, error) {

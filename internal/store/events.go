@@ -34,6 +34,11 @@ type Event struct {
 	// events a local client sent with one.
 	TxnDevice id.DeviceID
 	TxnID     string
+	// Handshake marks an event that reached the room's other servers
+	// through a membership handshake (our join through send_join, which
+	// the resident server passes on): the federation queue must not send
+	// it again. Not stored.
+	Handshake bool
 }
 
 // Rejected implements eventauth.Rejecter.
