@@ -312,6 +312,7 @@ func (s *Service) persistJoin(ctx context.Context, srv string, version id.RoomVe
 			ne.Replaces = old
 			if p, ok := known[old]; ok {
 				u := cjson.Set(nil, []byte("{}"), "prev_content", p.Content())
+				u = cjson.Set(nil, u, "prev_sender", cjson.AppendString(nil, string(p.Sender())))
 				u = cjson.Set(nil, u, "replaces_state", cjson.AppendString(nil, string(old)))
 				ne.Added = u
 			}
