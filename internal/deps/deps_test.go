@@ -32,6 +32,7 @@ var rank = map[string]int{
 	"internal/directory":       520,
 	"internal/room":            500,
 	"internal/federation":      450,
+	"internal/identity":        450,
 	"internal/user":            400,
 	"internal/e2ee":            400,
 	"internal/typing":          380,

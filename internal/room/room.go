@@ -28,6 +28,7 @@ import (
 	"polder.dev/polder/internal/event"
 	"polder.dev/polder/internal/eventauth"
 	"polder.dev/polder/internal/federation"
+	"polder.dev/polder/internal/identity"
 	"polder.dev/polder/internal/keys"
 	"polder.dev/polder/internal/mxerr"
 	"polder.dev/polder/internal/notify"
@@ -54,6 +55,9 @@ type Config struct {
 	Federation *federation.Client
 	// Keys gives other servers' signing keys, to verify their events.
 	Keys KeySource
+	// Identity reaches identity servers for third-party invites
+	// (thirdparty.go); nil: a default client (system CAs).
+	Identity *identity.Client
 }
 
 // Service is the room service.

@@ -26,6 +26,7 @@ import (
 	"polder.dev/polder/internal/config"
 	"polder.dev/polder/internal/directory"
 	fedclient "polder.dev/polder/internal/federation"
+	"polder.dev/polder/internal/identity"
 	"polder.dev/polder/internal/keys"
 	"polder.dev/polder/internal/notify"
 	"polder.dev/polder/internal/presence"
@@ -192,6 +193,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	}, db, s.Notify, log.With("component", "user"))
 
 	roomCfg := room.Config{ServerName: cfg.ServerName, Key: s.key, Keys: s.KeyCache}
+	// Identity servers (third-party invites) are trusted through the same
+	// CAs as federation: the system's plus federation_trusted_ca.
+	roomCfg.Identity = identity.New(identity.Config{RootCAs: s.tls.roots})
 	if cfg.FederationEnabled {
 		roomCfg.Federation = s.Federation
 	}

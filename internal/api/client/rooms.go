@@ -300,6 +300,11 @@ func (a *API) otherMember(w http.ResponseWriter, r *http.Request, membership str
 
 // POST /_matrix/client/v3/rooms/{roomId}/invite
 func (a *API) invite(w http.ResponseWriter, r *http.Request) error {
+	if body, ok, err := thirdPartyInvite(r); err != nil {
+		return err
+	} else if ok {
+		return a.invite3PID(w, r, body) // rooms_3pid.go
+	}
 	return a.otherMember(w, r, room.Invite)
 }
 

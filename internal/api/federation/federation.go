@@ -75,8 +75,8 @@ func (a *API) Routes(rt *api.Router) {
 	rt.Handle("GET /_matrix/key/v2/query/{serverName}", a.errs.H(a.queryKeys))
 	rt.Handle("GET /_matrix/federation/v1/version", a.errs.H(a.version))
 
-	// Inbound federation. Every route but version and openid/userinfo
-	// (which third parties call) is signed with X-Matrix.
+	// Inbound federation. Every route but version, openid/userinfo and
+	// 3pid/onbind (which third parties call) is signed with X-Matrix.
 	const f = "/_matrix/federation"
 	rt.Handle("PUT "+f+"/v1/send/{txnId}", a.signed(a.send)) // transactions.go
 	// membership.go: joins, leaves, knocks, invites
@@ -89,6 +89,9 @@ func (a *API) Routes(rt *api.Router) {
 	rt.Handle("GET "+f+"/v1/make_knock/{roomId}/{userId}", a.signed(a.makeKnock))
 	rt.Handle("PUT "+f+"/v1/send_knock/{roomId}/{eventId}", a.signed(a.sendKnock))
 	rt.Handle("PUT "+f+"/v2/invite/{roomId}/{eventId}", a.signed(a.invite))
+	// thirdparty.go; onbind comes from identity servers, unsigned
+	rt.Handle("PUT "+f+"/v1/3pid/onbind", a.errs.H(a.onBind))
+	rt.Handle("PUT "+f+"/v1/exchange_third_party_invite/{roomId}", a.signed(a.exchangeThirdPartyInvite))
 	// events.go
 	rt.Handle("GET "+f+"/v1/event/{eventId}", a.signed(a.event))
 	rt.Handle("GET "+f+"/v1/state/{roomId}", a.signed(a.state))
