@@ -27,7 +27,7 @@ import (
 )
 
 // Federation is a set of test servers that federate with each other, all
-// in this process. Each one runs on SQLite in t.TempDir() and serves HTTPS
+// in this process. Each one runs on SQLite (or Options.Engine) and serves HTTPS
 // on its own loopback port with a certificate that Polder itself mints at
 // startup (tls_ca_cert, tls_ca_key) from one CA the harness makes for the
 // set, and trusts that CA for outbound federation. Server names resolve
@@ -84,7 +84,10 @@ func NewFederation(tb testing.TB, opts Options, names ...string) *Federation {
 	f.client = &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	tb.Cleanup(tr.CloseIdleConnections)
 
-	sqlite := storetest.Engines(tb)[0]
+	engine := storetest.Engines(tb)[0] // SQLite
+	if opts.Engine != nil {
+		engine = *opts.Engine
+	}
 	for _, name := range names {
 		if f.lookup(name) != nil {
 			tb.Fatalf("NewFederation: server name %s given twice", name)
@@ -99,7 +102,7 @@ func NewFederation(tb testing.TB, opts Options, names ...string) *Federation {
 				user(c)
 			}
 		}
-		s := Start(tb, sqlite, o)
+		s := Start(tb, engine, o)
 		f.mu.Lock()
 		f.byName[name] = s
 		f.servers = append(f.servers, s)

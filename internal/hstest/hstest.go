@@ -68,6 +68,9 @@ type Options struct {
 	LoginRateLimit *RateLimit
 	// Config, if set, changes anything else; it runs last.
 	Config func(*config.Config)
+	// Engine, if set, is the database engine of the servers NewFederation
+	// starts (default SQLite); Start and Each take theirs as an argument.
+	Engine *storetest.Engine
 
 	fed *Federation // set by NewFederation (federation.go)
 }

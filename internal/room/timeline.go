@@ -353,14 +353,19 @@ func (s *Service) parseGap(ctx context.Context, roomID id.RoomID, tok string) (g
 	if t.Topological {
 		return store.TopoPos{Depth: t.Depth, Stream: t.Stream}, 0, nil
 	}
-	p, err := s.db.RoomTopoPosAt(ctx, roomID, max(t.Stream, 1))
+	if t.Stream == 0 {
+		// Before the server's first event (a sync timeline starting at
+		// stream position 1): nothing, and no stream bound (0 is none).
+		return store.TopoPos{}, 0, nil
+	}
+	p, err := s.db.RoomTopoPosAt(ctx, roomID, t.Stream)
 	if errors.Is(err, store.ErrNotFound) {
-		return store.TopoPos{}, max(t.Stream, 1), nil
+		return store.TopoPos{}, t.Stream, nil
 	}
 	if err != nil {
 		return gap, 0, err
 	}
-	return store.TopoPos{Depth: p.Depth, Stream: p.Stream + 1}, max(t.Stream, 1), nil
+	return store.TopoPos{Depth: p.Depth, Stream: p.Stream + 1}, t.Stream, nil
 }
 
 // endGap is the gap after the last event r may see.

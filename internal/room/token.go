@@ -12,14 +12,20 @@ import (
 //
 // Two kinds exist:
 //   - a stream token "s{stream}_{typing}": a position in the server's
-//     streams, as /sync's next_batch;
+//     streams, as /sync's next_batch and (mostly) prev_batch;
 //   - a topological token "t{depth}_{stream}": a position in a room's
 //     topological order (depth, then stream position), as /messages'
-//     start and end and /sync's prev_batch. It is exclusive: paginating
-//     backwards from it returns the events strictly before it.
+//     start and end. It is exclusive: paginating backwards from it
+//     returns the events strictly before it.
 //
 // /messages accepts both: a stream token stands for the position just
-// after the room's last event at or below its stream position.
+// after the room's last event (in topological order) at or below its
+// stream position, and a backwards page from it returns only events at or
+// below that stream position. So /messages from a sync timeline's
+// prev_batch, the stream position before the timeline's first event,
+// returns exactly the events that arrived before it, newest first in
+// topological order, even those of a fork that arrived late with a lower
+// depth than events the client has (as Synapse does).
 type Token struct {
 	Topological bool
 	Depth       int64 // topological tokens only

@@ -46,8 +46,18 @@ type roomSpec struct {
 	// joined before it left).
 	joinedNow bool
 
-	events  []*store.Event // the timeline, in stream order
+	events  []*store.Event // the timeline, in stream order (topological when topo)
 	limited bool
+	// raw are all the events of the range read for the timeline, before
+	// filters and history visibility, in stream order; readAll: they reach
+	// back to from.
+	raw     []*store.Event
+	readAll bool
+	// sinceTip is the room's newest event at since (delta rooms only): a
+	// timeline event whose prev event it is follows on what the client has.
+	sinceTip id.EventID
+	// topo: the timeline was read in topological order (see topoTimelines).
+	topo bool
 	// tip is the newest event at or before to: its state after is the
 	// room's state at the end of the timeline.
 	tip id.EventID
@@ -295,6 +305,7 @@ func (b *builder) plan(ctx context.Context, ms, changes []store.Membership) (spe
 	for _, sp := range specs {
 		if !sp.full || sp.checkSince {
 			sp.prev = states[tips[sp.id]]
+			sp.sinceTip = tips[sp.id]
 			if sp.prev == nil {
 				sp.prev = stateres.StateMap{} // the room had no event yet
 			}
@@ -451,6 +462,7 @@ func (b *builder) timelines(ctx context.Context, specs []*roomSpec) error {
 			if round == 0 && len(evs) > 0 {
 				p.sp.tip = evs[len(evs)-1].EventID()
 			}
+			p.sp.raw = append(slices.Clone(evs), p.sp.raw...)
 			p.exhausted = len(evs) < chunk
 			if len(evs) > 0 {
 				p.upper = evs[0].StreamPos - 1
@@ -480,6 +492,7 @@ func (b *builder) timelines(ctx context.Context, specs []*roomSpec) error {
 		var next []*pending
 		for _, p := range todo {
 			p.sp.events = append(byRoom[p.sp.id], p.sp.events...)
+			p.sp.readAll = p.exhausted
 			switch {
 			case len(p.sp.events) > limit:
 				p.sp.limited = true
@@ -497,6 +510,170 @@ func (b *builder) timelines(ctx context.Context, specs []*roomSpec) error {
 		if len(sp.events) > limit {
 			sp.events = sp.events[len(sp.events)-limit:]
 		}
+	}
+	if err := b.topoTimelines(ctx, specs); err != nil {
+		return err
+	}
+	return b.gaps(ctx, specs)
+}
+
+// topoTimelines rereads, in topological order, the timelines of the rooms
+// the client gets from their start (an initial sync, a room joined since
+// the token) whose events arrived out of topological order.
+//
+// An incremental timeline is in stream order: what arrived since the
+// token, a late event of a fork included (Complement
+// TestNetworkPartitionOrdering). A timeline from the start is the room's
+// newest events in topological order, as /messages backwards from the
+// sync position would return them, as Synapse does: a state event of a
+// fork that arrived late is then in the state section rather than being
+// the timeline's last event (Complement
+// TestSyncOmitsStateChangeOnFilteredEvents, Synapse issue 16928). Rooms
+// whose events read arrived in depth order (nearly all) keep the batched
+// stream read: the two orders agree on them but for an event older than
+// what was read.
+func (b *builder) topoTimelines(ctx context.Context, specs []*roomSpec) error {
+	limit := b.f.TimelineLimit()
+	tf := &b.f.Room.Timeline
+	for _, sp := range specs {
+		if sp.from != 0 || !outOfOrder(sp.raw) {
+			continue
+		}
+		p, err := b.s.db.RoomTopoPosAt(ctx, sp.id, sp.to)
+		if err != nil {
+			return err
+		}
+		from := store.TopoPos{Depth: p.Depth, Stream: p.Stream + 1}
+		var evs []*store.Event
+		limited := false
+		chunk := limit + 1
+		for round := 0; ; round++ {
+			batch, err := b.s.db.RoomTimeline(ctx, store.TimelineQuery{Room: sp.id, From: from, Backwards: true, MaxStream: sp.to, Limit: chunk})
+			if err != nil {
+				return err
+			}
+			var cands []*store.Event
+			for _, ev := range batch {
+				if b.ignored[ev.Sender()] && ev.StateKey() == nil {
+					continue
+				}
+				if tf.Match(ev.RoomID(), ev.Type(), ev.Sender(), ev.Content()) {
+					cands = append(cands, ev)
+				}
+			}
+			vis, err := b.s.rooms.VisibleMany(ctx, b.req.User, cands, map[id.RoomID]bool{sp.id: sp.joinedNow})
+			if err != nil {
+				return err
+			}
+			evs = append(evs, vis...) // newest first
+			if len(batch) > 0 {
+				last := batch[len(batch)-1]
+				from = store.TopoPos{Depth: last.Depth(), Stream: last.StreamPos}
+			}
+			if len(evs) > limit || (len(batch) == chunk && round+1 >= maxTimelineRounds) {
+				limited = true
+				break
+			}
+			if len(batch) < chunk {
+				break
+			}
+			chunk = min(chunk*2, 500)
+		}
+		evs = evs[:min(len(evs), limit)]
+		slices.Reverse(evs)
+		sp.events, sp.limited, sp.topo = evs, limited, true
+	}
+	return nil
+}
+
+// outOfOrder reports whether events in stream order are not in depth
+// order: one arrived after an event deeper than it.
+func outOfOrder(evs []*store.Event) bool {
+	var deepest int64
+	for _, ev := range evs {
+		if ev.Depth() < deepest {
+			return true
+		}
+		deepest = ev.Depth()
+	}
+	return false
+}
+
+// gaps finds the gaps in the timelines: an event whose prev events this
+// server does not hold in the room's timeline (it fetched only some of
+// the missing events, or joined the room there). The client cannot know
+// what is missing, so the timeline is limited and starts at the newest
+// such event, as Synapse does (Complement TestSyncTimelineGap, Synapse
+// issue 16463): the client fills the gap with /messages from prev_batch,
+// which backfills.
+//
+// Prev events among the events read, and the room's newest event at the
+// token, are known without a read; the oldest event read has its prev
+// events checked only when the read reached the start of the range (when
+// it did not, the timeline is limited and starts after it anyway).
+func (b *builder) gaps(ctx context.Context, specs []*roomSpec) error {
+	var need []id.EventID
+	for _, sp := range specs {
+		if sp.topo || len(sp.raw) == 0 {
+			continue
+		}
+		known := make(map[id.EventID]bool, len(sp.raw)+1)
+		known[sp.sinceTip] = true
+		for _, ev := range sp.raw {
+			known[ev.EventID()] = true
+		}
+		for i, ev := range sp.raw {
+			if i == 0 && !sp.readAll {
+				continue
+			}
+			for _, prev := range ev.PrevEventIDs() {
+				if !known[prev] {
+					need = append(need, prev)
+				}
+			}
+		}
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	held, err := b.s.db.Events(ctx, need)
+	if err != nil {
+		return err
+	}
+	inTimeline := make(map[id.EventID]bool, len(held))
+	for _, ev := range held {
+		if ev.StreamPos != 0 { // backfilled events (negative) fill a gap too
+			inTimeline[ev.EventID()] = true
+		}
+	}
+	for _, sp := range specs {
+		if sp.topo || len(sp.raw) == 0 {
+			continue
+		}
+		known := make(map[id.EventID]bool, len(sp.raw)+1)
+		known[sp.sinceTip] = true
+		var gapAt int64
+		for i, ev := range sp.raw {
+			missing := false
+			for _, prev := range ev.PrevEventIDs() {
+				if !known[prev] && !inTimeline[prev] && (i > 0 || sp.readAll) {
+					missing = true
+				}
+			}
+			if missing {
+				gapAt = ev.StreamPos
+			}
+			known[ev.EventID()] = true
+		}
+		if gapAt == 0 {
+			continue
+		}
+		sp.limited = true
+		i := 0
+		for i < len(sp.events) && sp.events[i].StreamPos < gapAt {
+			i++
+		}
+		sp.events = sp.events[i:]
 	}
 	return nil
 }
@@ -644,9 +821,17 @@ func (b *builder) compose(ctx context.Context, specs []*roomSpec) error {
 		state := &EventList{Events: b.applyFields(stOut[:len(stateOf[i])])}
 		stOut = stOut[len(stateOf[i]):]
 		timeline := Timeline{Events: events, Limited: sp.limited}
-		if len(sp.events) > 0 {
+		switch {
+		case len(sp.events) > 0 && sp.topo:
 			timeline.PrevBatch = room.TopoToken(sp.events[0].Depth(), sp.events[0].StreamPos).String()
-		} else {
+		case len(sp.events) > 0:
+			// The position before the first event: /messages backwards
+			// from it returns what arrived before it, in topological
+			// order, including events of a fork that arrived before it
+			// but sort after it (Complement TestNetworkPartitionOrdering;
+			// Synapse's prev_batch is a stream token too).
+			timeline.PrevBatch = room.StreamToken(notify.Position{Stream: sp.events[0].StreamPos - 1}).String()
+		default:
 			timeline.PrevBatch = room.StreamToken(notify.Position{Stream: sp.to}).String()
 		}
 		if sp.kind == kindLeave {
