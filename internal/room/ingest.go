@@ -88,6 +88,9 @@ func (s *Service) receiveRoom(ctx context.Context, origin string, roomID id.Room
 		res[k] = v
 	}
 	slices.SortStableFunc(verified, func(a, b *event.PDU) int { return int(a.Depth() - b.Depth()) })
+	// Gaps are asked of origin before the room is locked, so that a slow
+	// server does not hold up the room's local sends.
+	gap := s.prefetchGaps(ctx, r.Version, origin, roomID, verified)
 	rs, err := s.lock(ctx, roomID)
 	if err != nil {
 		for _, p := range verified {
@@ -103,6 +106,11 @@ func (s *Service) receiveRoom(ctx context.Context, origin string, roomID id.Room
 		return res
 	}
 	defer rs.mu.Unlock()
+	for _, m := range gap {
+		if err := s.ingest(ctx, rs, origin, m, false); err != nil {
+			s.log.Debug("missing event not accepted", "event_id", m.EventID(), "err", err)
+		}
+	}
 	for _, p := range verified {
 		err := s.ingest(ctx, rs, origin, p, true)
 		if err != nil {
@@ -410,28 +418,80 @@ func (s *Service) prevStates(ctx context.Context, p *event.PDU) ([]stateres.Stat
 // extremities and p (get_missing_events) and ingests them, oldest first.
 // Failures leave the gap to stateAfterRemote.
 func (s *Service) fetchMissing(ctx context.Context, rs *roomState, origin string, p *event.PDU) {
+	for _, m := range s.missingEvents(ctx, rs.version, origin, p, rs.extremities) {
+		if err := s.ingest(ctx, rs, origin, m, false); err != nil {
+			s.log.Debug("missing event not accepted", "event_id", m.EventID(), "err", err)
+		}
+	}
+}
+
+// missingEvents asks origin for the events between earliest and p
+// (get_missing_events) and returns those that verify, oldest first,
+// without p.
+func (s *Service) missingEvents(ctx context.Context, version id.RoomVersion, origin string, p *event.PDU, earliest []id.EventID) []*event.PDU {
 	resp, err := s.cfg.Federation.GetMissingEvents(ctx, origin, p.RoomID(), federation.MissingEventsRequest{
-		EarliestEvents: rs.extremities, LatestEvents: []id.EventID{p.EventID()}, Limit: maxMissingEvents,
+		EarliestEvents: earliest, LatestEvents: []id.EventID{p.EventID()}, Limit: maxMissingEvents,
 	})
 	if err != nil {
 		s.log.Info("get_missing_events failed", "room_id", p.RoomID(), "destination", origin, "err", err)
-		return
+		return nil
 	}
 	raws := make([][]byte, len(resp.Events))
 	for i, r := range resp.Events {
 		raws[i] = r
 	}
-	pdus, _ := parseAll(rs.version, p.RoomID(), raws)
+	pdus, _ := parseAll(version, p.RoomID(), raws)
 	verified, _ := s.verifyAll(ctx, pdus)
 	slices.SortStableFunc(verified, func(a, b *event.PDU) int { return int(a.Depth() - b.Depth()) })
-	for _, m := range verified {
-		if m.EventID() == p.EventID() {
+	return slices.DeleteFunc(verified, func(m *event.PDU) bool { return m.EventID() == p.EventID() })
+}
+
+// prefetchGaps fetches, without the room's lock, the missing events
+// before the PDUs of a transaction whose prev events are neither stored
+// nor among them. It returns them oldest first, for ingest before the
+// transaction's PDUs.
+func (s *Service) prefetchGaps(ctx context.Context, version id.RoomVersion, origin string, roomID id.RoomID, pdus []*event.PDU) []*event.PDU {
+	if s.cfg.Federation == nil {
+		return nil
+	}
+	inBatch := make(map[id.EventID]bool, len(pdus))
+	var prevs []id.EventID
+	for _, p := range pdus {
+		inBatch[p.EventID()] = true
+		prevs = append(prevs, p.PrevEventIDs()...)
+	}
+	held, err := s.db.Events(ctx, prevs)
+	if err != nil {
+		return nil
+	}
+	have := make(map[id.EventID]bool, len(held))
+	for _, ev := range held {
+		have[ev.EventID()] = true
+	}
+	var out []*event.PDU
+	var earliest []id.EventID
+	for _, p := range pdus {
+		gap := false
+		for _, prev := range p.PrevEventIDs() {
+			gap = gap || (!have[prev] && !inBatch[prev])
+		}
+		if !gap {
 			continue
 		}
-		if err := s.ingest(ctx, rs, origin, m, false); err != nil {
-			s.log.Debug("missing event not accepted", "event_id", m.EventID(), "err", err)
+		if earliest == nil {
+			if earliest, err = s.db.Extremities(ctx, roomID); err != nil {
+				return out
+			}
+		}
+		for _, m := range s.missingEvents(ctx, version, origin, p, earliest) {
+			if !inBatch[m.EventID()] {
+				inBatch[m.EventID()] = true
+				out = append(out, m)
+			}
 		}
 	}
+	slices.SortStableFunc(out, func(a, b *event.PDU) int { return int(a.Depth() - b.Depth()) })
+	return out
 }
 
 // fetchAuthEvents fetches the missing auth events of p: its auth chain
