@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 
 	"maunium.net/go/mautrix/id"
 
@@ -115,7 +116,7 @@ func (s *Service) sendMember(ctx context.Context, sender, target id.UserID, memb
 		return nil, forbidden(err)
 	}
 	if membership == Invite && target.Homeserver() != s.cfg.ServerName {
-		if pdu, err = s.sendInvite(ctx, rs, pdu); err != nil {
+		if pdu, err = s.inviteRemote(ctx, rs, roomID, sender, sk, raw, pdu); err != nil {
 			return nil, err
 		}
 	}
@@ -124,6 +125,43 @@ func (s *Service) sendMember(ctx context.Context, sender, target id.UserID, memb
 		return s.txnEvent(ctx, *txn)
 	}
 	return ev, err
+}
+
+// inviteRemote has the invitee's server sign an invite. The room is
+// unlocked while that server is asked, so that a slow or dead server does
+// not hold up the room; if the room moved on meanwhile, the invite is
+// built again on top and asked again, and the third time the lock is kept.
+// rs is locked on entry and on return.
+func (s *Service) inviteRemote(ctx context.Context, rs *roomState, roomID id.RoomID, sender id.UserID, stateKey string, content []byte, pdu *event.PDU) (*event.PDU, error) {
+	for attempt := 0; ; attempt++ {
+		req := s.inviteRequest(rs, pdu)
+		last := attempt >= 2
+		before := slices.Clone(rs.extremities)
+		if !last {
+			rs.mu.Unlock()
+		}
+		signed, err := s.askInvite(ctx, pdu, req)
+		if !last {
+			rs.mu.Lock()
+			if !rs.loaded {
+				if lerr := s.load(ctx, roomID, rs); lerr != nil {
+					return nil, lerr
+				}
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		if last || slices.Equal(before, rs.extremities) {
+			return signed, nil
+		}
+		if pdu, err = s.build(rs, sender, roomID, Draft{Type: event.TypeMember, StateKey: &stateKey, Content: content}); err != nil {
+			return nil, err
+		}
+		if err := eventauth.Check(rs.version, pdu, rs.lookup); err != nil {
+			return nil, forbidden(err)
+		}
+	}
 }
 
 // errNoLocalAuthoriser refuses a restricted join no local user can vouch

@@ -514,10 +514,12 @@ func (s *Service) persistOutOfRoom(ctx context.Context, version id.RoomVersion, 
 // sendInvite asks the invitee's server to sign an invite (invite v2) and
 // returns the event with its signature. rs must be locked.
 func (s *Service) sendInvite(ctx context.Context, rs *roomState, pdu *event.PDU) (*event.PDU, error) {
-	if s.cfg.Federation == nil {
-		return nil, mxerr.Forbidden("This server does not federate; users of other servers cannot be invited")
-	}
-	target := id.UserID(*pdu.StateKey())
+	return s.askInvite(ctx, pdu, s.inviteRequest(rs, pdu))
+}
+
+// inviteRequest is the invite v2 request for pdu, with the room's
+// stripped state. rs must be locked.
+func (s *Service) inviteRequest(rs *roomState, pdu *event.PDU) federation.InviteRequest {
 	var stripped []*event.PDU
 	for _, t := range event.StrippedStateTypes {
 		if p := rs.lookup(t, ""); p != nil {
@@ -526,14 +528,21 @@ func (s *Service) sendInvite(ctx context.Context, rs *roomState, pdu *event.PDU)
 	}
 	var state []json.RawMessage
 	_ = json.Unmarshal(event.StrippedState(stripped), &state)
-	srv := target.Homeserver()
-	raw, err := s.cfg.Federation.Invite(ctx, srv, pdu.RoomID(), pdu.EventID(), federation.InviteRequest{
-		Event: pdu.JSON(), RoomVersion: rs.version, InviteRoomState: state,
-	})
+	return federation.InviteRequest{Event: pdu.JSON(), RoomVersion: rs.version, InviteRoomState: state}
+}
+
+// askInvite sends an invite request to the invitee's server and returns
+// the event with its signature. It needs no lock.
+func (s *Service) askInvite(ctx context.Context, pdu *event.PDU, req federation.InviteRequest) (*event.PDU, error) {
+	if s.cfg.Federation == nil {
+		return nil, mxerr.Forbidden("This server does not federate; users of other servers cannot be invited")
+	}
+	srv := id.UserID(*pdu.StateKey()).Homeserver()
+	raw, err := s.cfg.Federation.Invite(ctx, srv, pdu.RoomID(), pdu.EventID(), req)
 	if err != nil {
 		return nil, relayable(srv, err)
 	}
-	signed, err := event.Parse(rs.version, raw)
+	signed, err := event.Parse(req.RoomVersion, raw)
 	if err != nil || signed.EventID() != pdu.EventID() {
 		return nil, mxerr.Unknown("%s answered the invite with another event", srv).WithStatus(502)
 	}
