@@ -1,6 +1,7 @@
 package event
 
 import (
+	"strconv"
 	"errors"
 
 	"polder.dev/polder/internal/cjson"
@@ -34,6 +35,16 @@ func (p *PDU) Stripped() ([]byte, error) {
 	out := make([]byte, 0, len(p.content)+len(p.sender)+len(*p.stateKey)+len(p.typ)+48)
 	out = append(out, `{"content":`...)
 	out = append(out, p.content...)
+	if p.typ == TypeCreate {
+		// The create event goes whole, so that clients can check the
+		// room ID against it (room version 12; spec v1.16, MSC4311).
+		out = append(out, `,"event_id":`...)
+		out = cjson.AppendString(out, string(p.eventID))
+		out = append(out, `,"origin_server_ts":`...)
+		out = strconv.AppendInt(out, p.ts, 10)
+		out = append(out, `,"room_id":`...)
+		out = cjson.AppendString(out, string(p.roomID))
+	}
 	out = append(out, `,"sender":`...)
 	out = cjson.AppendString(out, string(p.sender))
 	out = append(out, `,"state_key":`...)

@@ -202,6 +202,11 @@ func (s *Service) stateAndChain(ctx context.Context, state stateres.StateMap, ex
 	if err != nil {
 		return nil, nil, err
 	}
+	if len(ids) > 0 {
+		if evs, err := s.db.Events(ctx, ids[:1]); err == nil && len(evs) == 1 {
+			chainIDs = withCreate(evs[0].RoomID(), chainIDs)
+		}
+	}
 	load := func(ids []id.EventID) ([]json.RawMessage, error) {
 		evs, err := s.db.Events(ctx, ids)
 		if err != nil {
@@ -248,12 +253,11 @@ func (s *Service) SendKnock(ctx context.Context, origin string, roomID id.RoomID
 	if err != nil {
 		return nil, err
 	}
-	pdus := make([]*event.PDU, len(evs))
+	// Full PDUs, as the server-server API asks since v1.16.
+	list := make([]json.RawMessage, len(evs))
 	for i, e := range evs {
-		pdus[i] = e.PDU
+		list[i] = e.JSON()
 	}
-	var list []json.RawMessage
-	_ = json.Unmarshal(event.StrippedState(pdus), &list)
 	return &federation.SendKnockResponse{KnockRoomState: list}, nil
 }
 
@@ -387,6 +391,16 @@ func (s *Service) visibleEvent(ctx context.Context, origin string, roomID id.Roo
 	return ev, nil
 }
 
+// withCreate adds a room version 12 room's create event to an auth chain:
+// its events do not name it in auth_events, but every one of them depends
+// on it (MSC4291), and the servers that ask expect it there.
+func withCreate(roomID id.RoomID, chain []id.EventID) []id.EventID {
+	if cid := createEventID(roomID); cid != "" && !slices.Contains(chain, cid) {
+		return append(chain, cid)
+	}
+	return chain
+}
+
 // FederationEvent returns an event for GET /event, if origin may see it.
 func (s *Service) FederationEvent(ctx context.Context, origin string, eventID id.EventID) (json.RawMessage, error) {
 	ev, err := s.visibleEvent(ctx, origin, "", eventID)
@@ -435,7 +449,7 @@ func (s *Service) FederationStateIDs(ctx context.Context, origin string, roomID 
 	if err != nil {
 		return nil, err
 	}
-	return &federation.StateIDsResponse{PDUIDs: ids, AuthChainIDs: chain}, nil
+	return &federation.StateIDsResponse{PDUIDs: ids, AuthChainIDs: withCreate(roomID, chain)}, nil
 }
 
 // FederationEventAuth returns the auth chain of eventID.
@@ -450,6 +464,7 @@ func (s *Service) FederationEventAuth(ctx context.Context, origin string, roomID
 	if err != nil {
 		return nil, err
 	}
+	ids = withCreate(ev.RoomID(), ids)
 	for _, a := range ev.AuthEventIDs() {
 		if !slices.Contains(ids, a) {
 			ids = append(ids, a)

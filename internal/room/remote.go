@@ -479,7 +479,7 @@ func (s *Service) persistOutOfRoom(ctx context.Context, version id.RoomVersion, 
 	if stateKey != "" {
 		list := []byte("[]")
 		if len(stripped) > 0 {
-			if b, err := json.Marshal(stripped); err == nil {
+			if b, err := json.Marshal(stripEntries(stripped)); err == nil {
 				list = b
 			}
 		}
@@ -511,6 +511,34 @@ func (s *Service) persistOutOfRoom(ctx context.Context, version id.RoomVersion, 
 	return out, nil
 }
 
+// stripEntries turns the room state sent with an invite or a knock (full
+// PDUs since v1.16, stripped events before) into stripped events for
+// clients: content, sender, state_key and type, and for the create event
+// also event_id, origin_server_ts and room_id (MSC4311).
+func stripEntries(raws []json.RawMessage) []json.RawMessage {
+	out := make([]json.RawMessage, 0, len(raws))
+	for _, raw := range raws {
+		var m map[string]json.RawMessage
+		if json.Unmarshal(raw, &m) != nil {
+			continue
+		}
+		keep := []string{"content", "sender", "state_key", "type"}
+		if string(m["type"]) == `"`+event.TypeCreate+`"` {
+			keep = append(keep, "event_id", "origin_server_ts", "room_id")
+		}
+		s := make(map[string]json.RawMessage, len(keep))
+		for _, k := range keep {
+			if v, ok := m[k]; ok {
+				s[k] = v
+			}
+		}
+		if b, err := json.Marshal(s); err == nil {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
 // sendInvite asks the invitee's server to sign an invite (invite v2) and
 // returns the event with its signature. rs must be locked.
 func (s *Service) sendInvite(ctx context.Context, rs *roomState, pdu *event.PDU) (*event.PDU, error) {
@@ -520,14 +548,13 @@ func (s *Service) sendInvite(ctx context.Context, rs *roomState, pdu *event.PDU)
 // inviteRequest is the invite v2 request for pdu, with the room's
 // stripped state. rs must be locked.
 func (s *Service) inviteRequest(rs *roomState, pdu *event.PDU) federation.InviteRequest {
-	var stripped []*event.PDU
+	// Full PDUs, as the server-server API asks since v1.16.
+	var state []json.RawMessage
 	for _, t := range event.StrippedStateTypes {
 		if p := rs.lookup(t, ""); p != nil {
-			stripped = append(stripped, p.(*event.PDU))
+			state = append(state, p.(*event.PDU).JSON())
 		}
 	}
-	var state []json.RawMessage
-	_ = json.Unmarshal(event.StrippedState(stripped), &state)
 	return federation.InviteRequest{Event: pdu.JSON(), RoomVersion: rs.version, InviteRoomState: state}
 }
 

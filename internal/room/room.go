@@ -17,6 +17,7 @@ package room
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"sync"
@@ -216,6 +217,9 @@ func (s *Service) Send(ctx context.Context, sender id.UserID, roomID id.RoomID, 
 	}
 	pdu, err := s.build(rs, sender, roomID, d)
 	if err != nil {
+		return nil, err
+	}
+	if err := creatorsInPowerLevels(rs, pdu); err != nil {
 		return nil, err
 	}
 	if err := eventauth.Check(rs.version, pdu, rs.lookup); err != nil {
@@ -466,6 +470,36 @@ func (s *Service) persistBatch(ctx context.Context, rs *roomState, pdus []*event
 		}
 	}
 	return out, nil
+}
+
+// creatorsInPowerLevels refuses, with M_BAD_JSON as Synapse does, power
+// levels that give a room creator a level in a room version where creators
+// outrank every level (v12, MSC4289): the auth rules reject them anyway,
+// but the client made a request error, not a permission one.
+func creatorsInPowerLevels(rs *roomState, pdu *event.PDU) error {
+	if pdu.Type() != event.TypePowerLevels || pdu.StateKey() == nil || *pdu.StateKey() != "" {
+		return nil
+	}
+	create := rs.lookup(event.TypeCreate, "")
+	if create == nil {
+		return nil
+	}
+	creators, err := eventauth.Creators(rs.version, create)
+	if err != nil || len(creators) == 0 || rs.version != "12" {
+		return nil
+	}
+	var c struct {
+		Users map[id.UserID]json.RawMessage `json:"users"`
+	}
+	if json.Unmarshal(pdu.Content(), &c) != nil {
+		return nil
+	}
+	for _, u := range creators {
+		if _, ok := c.Users[u]; ok {
+			return mxerr.BadJSON("%s is a creator of the room and cannot be given a power level", u)
+		}
+	}
+	return nil
 }
 
 // notifyChange is who an event concerns: its room and, for a member

@@ -121,7 +121,9 @@ func joinVia(q url.Values, aliasServers []string, roomID id.RoomID, local string
 	for _, s := range q["server_name"] {
 		add(s)
 	}
-	if _, domain, ok := strings.Cut(string(roomID), ":"); ok {
+	// The room ID's server only when the client named none: a client
+	// that names servers means those (Synapse does the same).
+	if _, domain, ok := strings.Cut(string(roomID), ":"); ok && len(via) == 0 {
 		add(domain)
 	}
 	return via

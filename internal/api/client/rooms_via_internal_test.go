@@ -19,7 +19,8 @@ func TestJoinVia(t *testing.T) {
 		want  []string
 	}{
 		{"none, local room", "", nil, "!r:here.test", nil},
-		{"room ID domain last", "via=a.test&via=b.test", nil, "!r:c.test", []string{"a.test", "b.test", "c.test"}},
+		{"named servers only", "via=a.test&via=b.test", nil, "!r:c.test", []string{"a.test", "b.test"}},
+		{"room ID domain when none named", "", nil, "!r:c.test", []string{"c.test"}},
 		{"server_name after via", "server_name=s.test&via=v.test", nil, "!r:here.test", []string{"v.test", "s.test"}},
 		{"alias servers first", "via=v.test", []string{"here.test", "x.test", "v.test"}, "!r:x.test", []string{"x.test", "v.test"}},
 		{"dedupe", "via=a.test&server_name=a.test&via=a.test", []string{"a.test"}, "!r:a.test", []string{"a.test"}},

@@ -488,8 +488,13 @@ func TestSyncInvite(t *testing.T) {
 			t.Errorf("invite_state lacks the invite itself: %+v", is.Events)
 		}
 		for _, e := range is.Events {
-			if e.EventID != "" || e.Unsigned != nil {
+			// The create event goes whole (MSC4311, spec v1.16), the
+			// others stripped.
+			if (e.EventID != "" && e.Type != "m.room.create") || e.Unsigned != nil {
 				t.Errorf("invite_state event is not stripped: %+v", e)
+			}
+			if e.Type == "m.room.create" && (e.EventID == "" || e.RoomID != roomID) {
+				t.Errorf("invite_state's create event lacks event_id or room_id: %+v", e)
 			}
 		}
 		// Initial sync has it too.
