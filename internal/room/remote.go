@@ -486,18 +486,32 @@ func (s *Service) persistOutOfRoom(ctx context.Context, version id.RoomVersion, 
 		added = cjson.Set(nil, []byte("{}"), stateKey, list)
 	}
 	k := stateres.StateKey{Type: event.TypeMember, StateKey: *pdu.StateKey()}
+	// The membership it replaces (the invite a leave rejects), so that
+	// clients get prev_content and the user sees its own leave.
+	var replaces id.EventID
+	if m, err := s.db.UserMembership(ctx, roomID, id.UserID(*pdu.StateKey())); err == nil && m.EventID != pdu.EventID() {
+		if old, err := s.db.Event(ctx, m.EventID); err == nil {
+			replaces = old.EventID()
+			if added == nil {
+				added = []byte("{}")
+			}
+			added = cjson.Set(nil, added, "prev_content", old.Content())
+			added = cjson.Set(nil, added, "prev_sender", cjson.AppendString(nil, string(old.Sender())))
+			added = cjson.Set(nil, added, "replaces_state", cjson.AppendString(nil, string(old.EventID())))
+		}
+	}
 	var out *store.Event
 	err := s.db.WithTx(ctx, "persist_out_of_room", func(tx *store.Tx) error {
 		if err := tx.CreateRoom(ctx, store.Room{RoomID: roomID, Version: version}); err != nil && !errors.Is(err, store.ErrConflict) {
 			return err
 		}
-		ne := store.NewEvent{PDU: pdu, Added: added,
+		ne := store.NewEvent{PDU: pdu, Added: added, Replaces: replaces,
 			StateChanges: stateres.StateMap{k: pdu.EventID()}, CurrentChanges: stateres.StateMap{k: pdu.EventID()}}
 		pos, err := tx.PersistEvent(ctx, ne)
 		if err != nil {
 			return err
 		}
-		out = &store.Event{PDU: pdu, StreamPos: pos, Added: added}
+		out = &store.Event{PDU: pdu, StreamPos: pos, Added: added, Replaces: replaces}
 		return nil
 	})
 	if errors.Is(err, store.ErrConflict) {

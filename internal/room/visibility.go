@@ -43,8 +43,8 @@ func (s *Service) Visible(ctx context.Context, user id.UserID, currentlyJoined b
 //
 // An m.room.history_visibility event is visible if the setting before or
 // after it allows, and the user's own member event if its membership
-// before or after does; a user always sees its own leave after a join or an
-// invite (so that it sees the room go, as Synapse). An empty user (an
+// before or after does; a user always sees its own leave after a join, an
+// invite or a knock (so that it sees the room go, as Synapse). An empty user (an
 // anonymous reader) sees only world_readable events. Outliers are never
 // shown.
 //
@@ -122,7 +122,7 @@ func (s *Service) VisibleMany(ctx context.Context, user id.UserID, evs []*store.
 		case user != "" && isOwnMember(ev, user):
 			after := field(ev.EventID(), "membership")
 			before := field(ev.Replaces, "membership")
-			ok = (after == Leave && (before == Join || before == Invite)) ||
+			ok = (after == Leave && (before == Join || before == Invite || before == Knock)) ||
 				visibleTo(vis, after, joined) || visibleTo(vis, before, joined)
 		case isHistoryVisibility(ev):
 			ok = visibleTo(vis, member, joined) || visibleTo(historyVisibility(field(ev.Replaces, "history_visibility")), member, joined)

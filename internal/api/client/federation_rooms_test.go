@@ -293,6 +293,32 @@ func TestFederationMemberships(t *testing.T) {
 		seesEvent(t, alice, roomID, eid)
 	})
 
+	t.Run("a rescinded invite reaches the invitee", func(t *testing.T) {
+		roomID := hstest.Str(t, hstest.MustOK(t, alice.Do(t, "POST", c3+"/createRoom", map[string]any{
+			"preset": "private_chat", "invite": []string{bob.UserID},
+		})), "room_id")
+		var since string
+		eventually(t, "bob is invited", func() error {
+			s := doSync(t, bob, "")
+			if s.Rooms == nil || s.Rooms.Invite[roomID] == nil {
+				return fmt.Errorf("no invite")
+			}
+			since = s.NextBatch
+			return nil
+		})
+		hstest.MustOK(t, alice.Do(t, "POST", roomPath(roomID, "/kick"), map[string]any{"user_id": bob.UserID, "reason": "oops"}))
+		eventually(t, "bob sees his invite withdrawn, with his leave in the timeline", func() error {
+			s := doSync(t, bob, syncSince(since))
+			if s.Rooms == nil || s.Rooms.Leave[roomID] == nil {
+				return fmt.Errorf("room not in the leave section")
+			}
+			if m := syncFind(&syncEvents{Events: s.Rooms.Leave[roomID].Timeline.Events}, "m.room.member", bob.UserID); m == nil || m.Content["membership"] != "leave" {
+				return fmt.Errorf("leave timeline: %+v", s.Rooms.Leave[roomID].Timeline)
+			}
+			return nil
+		})
+	})
+
 	t.Run("knock", func(t *testing.T) {
 		roomID := hstest.Str(t, hstest.MustOK(t, alice.Do(t, "POST", c3+"/createRoom", map[string]any{
 			"preset": "private_chat", "room_version": "12",
