@@ -15,7 +15,7 @@ import (
 // eventually retries check until it returns nil or the time is up.
 func eventually(t testing.TB, what string, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for {
 		err := check()
 		if err == nil {
