@@ -1,8 +1,8 @@
 package event
 
 import (
-	"strconv"
 	"errors"
+	"strconv"
 
 	"polder.dev/polder/internal/cjson"
 )
