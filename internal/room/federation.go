@@ -179,7 +179,7 @@ func (s *Service) SendJoin(ctx context.Context, origin string, roomID id.RoomID,
 	if err != nil {
 		return nil, err
 	}
-	state, chain, err := s.stateAndChain(ctx, before, ev.AuthEventIDs())
+	state, chain, err := s.stateAndChain(ctx, roomID, before, ev.AuthEventIDs())
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +193,7 @@ func (s *Service) SendJoin(ctx context.Context, origin string, roomID id.RoomID,
 
 // stateAndChain loads the events of a state and the auth chain of the
 // state and of extra events.
-func (s *Service) stateAndChain(ctx context.Context, state stateres.StateMap, extra []id.EventID) ([]json.RawMessage, []json.RawMessage, error) {
+func (s *Service) stateAndChain(ctx context.Context, roomID id.RoomID, state stateres.StateMap, extra []id.EventID) ([]json.RawMessage, []json.RawMessage, error) {
 	ids := make([]id.EventID, 0, len(state)+len(extra))
 	for _, eid := range state {
 		ids = append(ids, eid)
@@ -202,11 +202,7 @@ func (s *Service) stateAndChain(ctx context.Context, state stateres.StateMap, ex
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(ids) > 0 {
-		if evs, err := s.db.Events(ctx, ids[:1]); err == nil && len(evs) == 1 {
-			chainIDs = withCreate(evs[0].RoomID(), chainIDs)
-		}
-	}
+	chainIDs = withCreate(roomID, chainIDs)
 	load := func(ids []id.EventID) ([]json.RawMessage, error) {
 		evs, err := s.db.Events(ctx, ids)
 		if err != nil {
@@ -416,7 +412,7 @@ func (s *Service) FederationState(ctx context.Context, origin string, roomID id.
 	if err != nil {
 		return nil, err
 	}
-	st, ch, err := s.stateAndChain(ctx, before, nil)
+	st, ch, err := s.stateAndChain(ctx, roomID, before, nil)
 	if err != nil {
 		return nil, err
 	}
