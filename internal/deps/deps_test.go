@@ -34,7 +34,7 @@ var rank = map[string]int{
 	"internal/federation":      450,
 	"internal/identity":        450,
 	"internal/user":            400,
-	"internal/e2ee":            400,
+	"internal/e2ee":            470, // imports federation (wire types, client), below room
 	"internal/typing":          380,
 	"internal/receipt":         380,
 	"internal/presence":        380,

@@ -19,12 +19,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
+	"maunium.net/go/mautrix/id"
 
 	"polder.dev/polder/internal/api"
 	"polder.dev/polder/internal/api/client"
 	"polder.dev/polder/internal/api/federation"
 	"polder.dev/polder/internal/config"
 	"polder.dev/polder/internal/directory"
+	"polder.dev/polder/internal/e2ee"
 	fedclient "polder.dev/polder/internal/federation"
 	"polder.dev/polder/internal/identity"
 	"polder.dev/polder/internal/keys"
@@ -88,6 +90,9 @@ type Server struct {
 	// FederationQueue sends PDUs and EDUs to other servers in
 	// transactions, per destination, with backoff.
 	FederationQueue *fedclient.Queue
+	// E2EE carries device keys, to-device messages, key backups and
+	// dehydrated devices.
+	E2EE *e2ee.Service
 
 	handler http.Handler
 	fedAPI  *federation.API
@@ -190,6 +195,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		PasswordHashCost:          cfg.PasswordHashCost,
 		AccessTokenLifetime:       cfg.AccessTokenLifetime,
 		RemoteProfile:             remoteProfiles,
+		OnDevicesDeleted: func(ctx context.Context, u id.UserID, devs []id.DeviceID) error {
+			return s.E2EE.DevicesDeleted(ctx, u, devs)
+		},
+		OnDeviceRenamed: func(ctx context.Context, u id.UserID, dev id.DeviceID) error {
+			return s.E2EE.DeviceRenamed(ctx, u, dev)
+		},
 	}, db, s.Notify, log.With("component", "user"))
 
 	roomCfg := room.Config{ServerName: cfg.ServerName, Key: s.key, Keys: s.KeyCache}
@@ -238,8 +249,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 			s.FederationQueue.Presence(u)
 		}
 	}
+	e2eeCfg := e2ee.Config{ServerName: cfg.ServerName}
+	if cfg.FederationEnabled {
+		e2eeCfg.Remote, e2eeCfg.Queue = s.Federation, s.FederationQueue
+	}
+	s.E2EE = e2ee.New(e2eeCfg, db, s.Notify, log.With("component", "e2ee"))
+	svc.E2EE = s.E2EE
 	svc.Directory = directory.New(dirCfg, db, s.Rooms, log.With("component", "directory"))
-	s.Sync = sync.New(db, s.Rooms, s.Notify, sync.Sources{Users: s.Users, Typing: s.Typing, Receipts: s.Receipts, Presence: s.Presence}, log.With("component", "sync"))
+	s.Sync = sync.New(db, s.Rooms, s.Notify, sync.Sources{
+		Users: s.Users, Typing: s.Typing, Receipts: s.Receipts, Presence: s.Presence,
+		ToDevice: s.E2EE, DeviceLists: s.E2EE, OneTimeKeys: s.E2EE,
+	}, log.With("component", "sync"))
 	svc.Sync = s.Sync
 
 	rt := api.NewRouter()
@@ -263,7 +283,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		Services: federation.Services{
 			Rooms: s.Rooms, Users: s.Users, Directory: svc.Directory,
 			Typing: s.Typing, Receipts: s.Receipts, Presence: s.Presence,
-			Txns: db, EventByTime: db.RoomEventByTime,
+			E2EE: s.E2EE, Txns: db, EventByTime: db.RoomEventByTime,
 		},
 	}, s.key, log.With("component", "federation_api"))
 	s.fedAPI.Routes(rt)
@@ -346,6 +366,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	g.Go(func() error { return s.Typing.Run(gctx) })
 	g.Go(func() error { return s.Presence.Run(gctx) })
 	g.Go(func() error { return s.Sync.Run(gctx) })
+	g.Go(func() error { return s.E2EE.Run(gctx) })
 	g.Go(func() error { return s.fedAPI.Run(gctx) })
 	if s.cfg.FederationEnabled {
 		g.Go(func() error { return s.FederationQueue.Run(gctx) })

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 
+	"maunium.net/go/mautrix/id"
+
 	"polder.dev/polder/internal/mxerr"
 	"polder.dev/polder/internal/store"
 )
@@ -25,10 +27,23 @@ func (s *Service) ChangePassword(ctx context.Context, who Identity, newPassword 
 		return err
 	}
 	if logoutDevices {
+		devs, err := s.db.Devices(ctx, who.Localpart)
+		if err != nil {
+			return err
+		}
 		if err := s.db.DeleteAllDevices(ctx, who.Localpart, string(who.DeviceID)); err != nil {
 			return err
 		}
 		s.toks.forget(who.Localpart, "")
+		var gone []id.DeviceID
+		for _, d := range devs {
+			if d.DeviceID != string(who.DeviceID) {
+				gone = append(gone, id.DeviceID(d.DeviceID))
+			}
+		}
+		if len(gone) > 0 {
+			s.devicesDeleted(ctx, who.UserID, gone)
+		}
 	}
 	return nil
 }
@@ -41,6 +56,7 @@ func (s *Service) Deactivate(ctx context.Context, localpart string) error {
 		return err
 	}
 	s.toks.forget(localpart, "")
+	s.devicesDeleted(ctx, s.UserID(localpart), nil)
 	s.log.Info("deactivated user", "user_id", s.UserID(localpart))
 	return nil
 }
@@ -68,6 +84,11 @@ func (s *Service) RenameDevice(ctx context.Context, localpart, deviceID, name st
 	if errors.Is(err, store.ErrNotFound) {
 		return mxerr.NotFound("Unknown device")
 	}
+	if err == nil && s.cfg.OnDeviceRenamed != nil {
+		if herr := s.cfg.OnDeviceRenamed(context.WithoutCancel(ctx), s.UserID(localpart), id.DeviceID(deviceID)); herr != nil {
+			s.log.Warn("report a renamed device", "user_id", s.UserID(localpart), "err", herr)
+		}
+	}
 	return err
 }
 
@@ -76,9 +97,12 @@ func (s *Service) DeleteDevices(ctx context.Context, localpart string, deviceIDs
 	if err := s.db.DeleteDevices(ctx, localpart, deviceIDs); err != nil {
 		return err
 	}
-	for _, d := range deviceIDs {
+	devs := make([]id.DeviceID, len(deviceIDs))
+	for i, d := range deviceIDs {
 		s.toks.forget(localpart, d)
+		devs[i] = id.DeviceID(d)
 	}
+	s.devicesDeleted(ctx, s.UserID(localpart), devs)
 	return nil
 }
 

@@ -37,6 +37,13 @@ type Config struct {
 	// RemoteProfile looks up profiles of users of other servers
 	// (remote_profile.go); nil answers such lookups with a 502.
 	RemoteProfile RemoteProfileFunc
+	// OnDevicesDeleted is called after devices of a local user were
+	// deleted (logout, device deletion, deactivation); devices nil means
+	// all of the user's. The E2EE service drops their keys and messages
+	// and reports the change. Its error is logged: the deletion stands.
+	OnDevicesDeleted func(ctx context.Context, user id.UserID, devices []id.DeviceID) error
+	// OnDeviceRenamed is called after a device's display name changed.
+	OnDeviceRenamed func(ctx context.Context, user id.UserID, device id.DeviceID) error
 }
 
 // Service is the account service.
@@ -237,6 +244,7 @@ func (s *Service) Logout(ctx context.Context, who Identity) error {
 		return err
 	}
 	s.toks.forget(who.Localpart, string(who.DeviceID))
+	s.devicesDeleted(ctx, who.UserID, []id.DeviceID{who.DeviceID})
 	return nil
 }
 
@@ -246,7 +254,19 @@ func (s *Service) LogoutAll(ctx context.Context, who Identity) error {
 		return err
 	}
 	s.toks.forget(who.Localpart, "")
+	s.devicesDeleted(ctx, who.UserID, nil)
 	return nil
+}
+
+// devicesDeleted runs the OnDevicesDeleted hook on a context the client
+// going away does not cancel.
+func (s *Service) devicesDeleted(ctx context.Context, user id.UserID, devices []id.DeviceID) {
+	if s.cfg.OnDevicesDeleted == nil {
+		return
+	}
+	if err := s.cfg.OnDevicesDeleted(context.WithoutCancel(ctx), user, devices); err != nil {
+		s.log.Warn("clean up after deleting devices", "user_id", user, "err", err)
+	}
 }
 
 // seenBuffer collects last-seen updates in memory; Flush writes them. A

@@ -40,11 +40,15 @@ func (a *API) Routes(rt *api.Router) {
 	rt.Handle("POST "+c+"/v3/user/{userId}/openid/request_token", a.authed(a.requestOpenIDToken))
 
 	// Each area registers its own routes, in its own file.
-	a.roomRoutes(rt)      // rooms_*.go: create, membership, send, state, redact, upgrade
-	a.timelineRoutes(rt)  // timeline_*.go: event, context, messages, members, relations, threads
-	a.syncRoutes(rt)      // sync.go: /sync, filters
-	a.userdataRoutes(rt)  // userdata_*.go: account data, tags, typing, receipts, read markers, presence
-	a.directoryRoutes(rt) // directory_*.go: aliases, public rooms, profiles, user directory, search, reports
+	a.roomRoutes(rt)       // rooms_*.go: create, membership, send, state, redact, upgrade
+	a.timelineRoutes(rt)   // timeline_*.go: event, context, messages, members, relations, threads
+	a.syncRoutes(rt)       // sync.go: /sync, filters
+	a.userdataRoutes(rt)   // userdata_*.go: account data, tags, typing, receipts, read markers, presence
+	a.directoryRoutes(rt)  // directory_*.go: aliases, public rooms, profiles, user directory, search, reports
+	a.keysRoutes(rt)       // keys.go: device keys, one-time keys, cross-signing
+	a.toDeviceRoutes(rt)   // todevice.go: send-to-device
+	a.roomKeysRoutes(rt)   // roomkeys.go: key backup
+	a.dehydratedRoutes(rt) // dehydrated.go: dehydrated devices (MSC3814)
 
 	// Push rules: the predefined ones (push.go).
 	rt.Handle("GET "+c+"/v3/pushrules/", a.guestOK(a.getPushRules))

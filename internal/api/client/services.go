@@ -2,6 +2,7 @@ package client
 
 import (
 	"polder.dev/polder/internal/directory"
+	"polder.dev/polder/internal/e2ee"
 	"polder.dev/polder/internal/presence"
 	"polder.dev/polder/internal/receipt"
 	"polder.dev/polder/internal/room"
@@ -22,4 +23,6 @@ type Services struct {
 	Typing   *typing.Service
 	Receipts *receipt.Service
 	Presence *presence.Service
+	// E2EE serves keys.go, todevice.go, roomkeys.go and dehydrated.go.
+	E2EE *e2ee.Service
 }

@@ -7,6 +7,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"polder.dev/polder/internal/directory"
+	"polder.dev/polder/internal/e2ee"
 	"polder.dev/polder/internal/federation"
 	"polder.dev/polder/internal/presence"
 	"polder.dev/polder/internal/room"
@@ -72,6 +73,19 @@ type Presence interface {
 	SetRemote(ctx context.Context, p presence.Remote) error
 }
 
+// E2EE serves other servers' questions about local users' devices and
+// keys, and applies the EDUs of end-to-end encryption (e2ee.Service).
+type E2EE interface {
+	LocalUserDevices(ctx context.Context, user id.UserID) (*federation.UserDevicesResponse, error)
+	QueryLocal(ctx context.Context, req federation.UserKeysQueryRequest) (*federation.UserKeysQueryResponse, error)
+	ClaimLocal(ctx context.Context, req federation.UserKeysClaimRequest) (*federation.UserKeysClaimResponse, error)
+	ReceiveDeviceListUpdate(ctx context.Context, origin string, u federation.DeviceListUpdate) error
+	ReceiveSigningKeyUpdate(ctx context.Context, origin string, u federation.SigningKeyUpdate) error
+	ReceiveToDevice(ctx context.Context, origin string, m federation.DirectToDevice) error
+}
+
+var _ E2EE = (*e2ee.Service)(nil)
+
 // Services are the inbound federation API's dependencies. Every field may
 // be nil in tests that do not reach it.
 type Services struct {
@@ -81,6 +95,7 @@ type Services struct {
 	Typing    Typing
 	Receipts  Receipts
 	Presence  Presence
+	E2EE      E2EE
 	// Txns keeps the answers to transactions for retries; nil keeps none.
 	Txns TxnStore
 	// EventByTime finds the event of a room closest to ts (ms) before or

@@ -367,10 +367,44 @@ func (a *API) applyEDU(ctx context.Context, rooms *roomChecks, origin string, ed
 			}
 		}
 
-	case federation.EDUDeviceListUpdate, federation.EDUSigningKeyUpdate, federation.EDUDirectToDevice:
-		// End-to-end encryption is not served yet: device lists, cross-signing
-		// keys and to-device messages of remote users are dropped.
-		ignore("end-to-end encryption is not supported yet")
+	case federation.EDUDeviceListUpdate:
+		if a.svc.E2EE == nil {
+			return
+		}
+		var c federation.DeviceListUpdate
+		if err := json.Unmarshal(edu.Content, &c); err != nil {
+			ignore("malformed", "err", err)
+			return
+		}
+		if err := a.svc.E2EE.ReceiveDeviceListUpdate(ctx, origin, c); err != nil {
+			fail(err, "user_id", c.UserID, "device_id", c.DeviceID)
+		}
+
+	case federation.EDUSigningKeyUpdate:
+		if a.svc.E2EE == nil {
+			return
+		}
+		var c federation.SigningKeyUpdate
+		if err := json.Unmarshal(edu.Content, &c); err != nil {
+			ignore("malformed", "err", err)
+			return
+		}
+		if err := a.svc.E2EE.ReceiveSigningKeyUpdate(ctx, origin, c); err != nil {
+			fail(err, "user_id", c.UserID)
+		}
+
+	case federation.EDUDirectToDevice:
+		if a.svc.E2EE == nil {
+			return
+		}
+		var c federation.DirectToDevice
+		if err := json.Unmarshal(edu.Content, &c); err != nil {
+			ignore("malformed", "err", err)
+			return
+		}
+		if err := a.svc.E2EE.ReceiveToDevice(ctx, origin, c); err != nil {
+			fail(err, "sender", c.Sender, "message_id", c.MessageID)
+		}
 
 	default:
 		ignore("unknown EDU type")
