@@ -3,7 +3,7 @@
 # SQLite and PostgreSQL (started here, installed if missing), short fuzz
 # runs, and the matrix-js-sdk end-to-end test against a real server.
 #   FUZZTIME (default 10s): how long each fuzz target runs.
-#   SKIP_JSSDK=1 skips the Node test; SKIP_FUZZ=1 skips fuzzing.
+#   SKIP_JSSDK=1 skips the Node tests; SKIP_FUZZ=1 skips fuzzing.
 #   POLDER_SYNAPSE_TEST=0 skips the Synapse interoperability test (on by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +40,17 @@ fi
 if [ "${SKIP_JSSDK:-}" != 1 ] && [ -x tests/jssdk/run.sh ]; then
   step "matrix-js-sdk end-to-end"
   tests/jssdk/run.sh
+fi
+
+# E2EE with mautrix-go's crypto (tests/mautrix, pure-Go Olm: the goolm tag)
+# and matrix-js-sdk's Rust crypto in Node, whose node_modules the step above
+# installs; with SKIP_JSSDK=1 only the Go part runs.
+step "E2EE with mautrix-go and matrix-js-sdk"
+go vet -tags goolm ./tests/mautrix/
+if [ "${SKIP_JSSDK:-}" = 1 ]; then
+  POLDER_TEST_SKIP_JS=1 go test -tags goolm -count=1 -timeout 10m ./tests/mautrix/
+else
+  go test -tags goolm -count=1 -timeout 10m ./tests/mautrix/
 fi
 
 # Synapse interoperability (tests/synapse/run.sh): Synapse from PyPI in a
