@@ -178,6 +178,15 @@ func (a *API) process(ctx context.Context, origin, txnID string, txn *federation
 		}
 	}
 	for _, edu := range txn.EDUs {
+		if edu.Type == federation.EDUDirectToDevice {
+			// Unlike other EDUs, a failure to store to-device messages
+			// fails the transaction (500): the origin sends it again, and
+			// the messages, deduplicated by message_id, are not lost.
+			if err := a.receiveToDevice(ctx, origin, edu); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		a.applyEDU(ctx, &rooms, origin, edu)
 	}
 	a.log.Debug("received a transaction", "origin", origin, "txn_id", txnID, "pdus", len(txn.PDUs), "edus", len(txn.EDUs))
@@ -393,22 +402,29 @@ func (a *API) applyEDU(ctx context.Context, rooms *roomChecks, origin string, ed
 			fail(err, "user_id", c.UserID)
 		}
 
-	case federation.EDUDirectToDevice:
-		if a.svc.E2EE == nil {
-			return
-		}
-		var c federation.DirectToDevice
-		if err := json.Unmarshal(edu.Content, &c); err != nil {
-			ignore("malformed", "err", err)
-			return
-		}
-		if err := a.svc.E2EE.ReceiveToDevice(ctx, origin, c); err != nil {
-			fail(err, "sender", c.Sender, "message_id", c.MessageID)
-		}
-
 	default:
 		ignore("unknown EDU type")
 	}
+}
+
+// receiveToDevice applies an m.direct_to_device EDU. A malformed one, or
+// one the service refuses, is ignored; other errors (the database's) are
+// returned.
+func (a *API) receiveToDevice(ctx context.Context, origin string, edu federation.EDU) error {
+	if a.svc.E2EE == nil {
+		return nil
+	}
+	var c federation.DirectToDevice
+	if err := json.Unmarshal(edu.Content, &c); err != nil {
+		a.log.Debug("ignored an EDU: malformed", "origin", origin, "edu_type", edu.Type, "err", err)
+		return nil
+	}
+	err := a.svc.E2EE.ReceiveToDevice(ctx, origin, c)
+	if _, refused := mxerr.As(err); refused {
+		a.log.Debug("ignored an EDU", "origin", origin, "edu_type", edu.Type, "sender", c.Sender, "message_id", c.MessageID, "err", err)
+		return nil
+	}
+	return err
 }
 
 // Run prunes the answers to old transactions every hour until ctx ends.
