@@ -135,3 +135,53 @@ func TestKeyBackups(t *testing.T) {
 		}
 	})
 }
+
+// Concurrent writers of one user's backups: versions stay distinct, and
+// uploads of the same session neither fail nor lose the count.
+func TestKeyBackupsConcurrent(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		const alice = id.UserID("@alice:hs")
+		const n = 8
+		versions := make(chan int64, n)
+		errs := make(chan error, 2*n)
+		for range n {
+			go func() {
+				v, err := db.CreateKeyBackupVersion(ctx, alice, "alg", []byte(`{}`))
+				versions <- v
+				errs <- err
+			}()
+		}
+		seen := map[int64]bool{}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Fatalf("CreateKeyBackupVersion: %v", err)
+			}
+			seen[<-versions] = true
+		}
+		if len(seen) != n || !seen[n] {
+			t.Fatalf("concurrent versions = %v, want 1..%d", seen, n)
+		}
+		for i := range n {
+			go func() {
+				_, err := db.PutBackupKeys(ctx, alice, n, []store.BackupKey{
+					{RoomID: "!r", SessionID: "same", FirstMessageIndex: int64(i), SessionData: []byte(`{}`)},
+					{RoomID: "!r", SessionID: string(rune('a' + i)), SessionData: []byte(`{}`)},
+				}, keepLower)
+				errs <- err
+			}()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Errorf("concurrent PutBackupKeys: %v", err)
+			}
+		}
+		v, err := db.KeyBackupVersion(ctx, alice, 0)
+		if err != nil || v.Count != n+1 {
+			t.Errorf("KeyBackupVersion = %+v, %v; want count %d", v, err, n+1)
+		}
+		if k, err := db.BackupKeys(ctx, alice, n, "!r", "same"); err != nil || len(k) != 1 || k[0].FirstMessageIndex != 0 {
+			t.Errorf("BackupKeys(same) = %+v, %v; want the lowest index, 0", k, err)
+		}
+	})
+}
