@@ -20,7 +20,9 @@ var specVersions = []string{
 func (a *API) versions(w http.ResponseWriter, r *http.Request) error {
 	return api.OK(w, map[string]any{
 		"versions":          specVersions,
-		"unstable_features": map[string]bool{},
+		"unstable_features": map[string]bool{
+			"org.matrix.msc3814": true, // dehydrated devices (dehydrated.go)
+		},
 	})
 }
 
