@@ -20,7 +20,7 @@ func dehydrateBody(user, dev, pickle string) map[string]any {
 		"device_keys": map[string]any{
 			"user_id": user, "device_id": dev, "dehydrated": true,
 			"algorithms": []string{"m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"},
-			"keys": map[string]string{"curve25519:" + dev: dev, "ed25519:" + dev: "ed-" + pickle},
+			"keys":       map[string]string{"curve25519:" + dev: dev, "ed25519:" + dev: "ed-" + pickle},
 			"signatures": map[string]any{user: map[string]string{"ed25519:" + dev: "sig"}},
 		},
 		"one_time_keys": map[string]any{

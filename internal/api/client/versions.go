@@ -19,7 +19,7 @@ var specVersions = []string{
 // GET /_matrix/client/versions
 func (a *API) versions(w http.ResponseWriter, r *http.Request) error {
 	return api.OK(w, map[string]any{
-		"versions":          specVersions,
+		"versions": specVersions,
 		"unstable_features": map[string]bool{
 			"org.matrix.msc3814": true, // dehydrated devices (dehydrated.go)
 		},
