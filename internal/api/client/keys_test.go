@@ -5,11 +5,18 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"net/http"
 	"net/url"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"maunium.net/go/mautrix/id"
 
 	"polder.dev/polder/internal/cjson"
+	fedclient "polder.dev/polder/internal/federation"
 	"polder.dev/polder/internal/hstest"
 )
 
@@ -649,4 +656,149 @@ func TestKeysDeviceListWakesSync(t *testing.T) {
 			t.Errorf("woken sync: device_lists %s, want alice changed", s.DeviceLists)
 		}
 	})
+}
+
+// eduRecorder records the EDUs a scripted remote server receives.
+type eduRecorder struct {
+	mu   sync.Mutex
+	edus []fedclient.EDU
+}
+
+func (e *eduRecorder) serve(w http.ResponseWriter, req *http.Request) {
+	var txn fedclient.Transaction
+	if err := json.NewDecoder(req.Body).Decode(&txn); err != nil {
+		http.Error(w, `{"errcode":"M_NOT_JSON","error":"bad transaction"}`, http.StatusBadRequest)
+		return
+	}
+	e.mu.Lock()
+	e.edus = append(e.edus, txn.EDUs...)
+	e.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	w.Write([]byte(`{"pdus":{}}`))
+}
+
+// await waits for n EDUs of a type and returns them.
+func (e *eduRecorder) await(t testing.TB, typ string, n int) []json.RawMessage {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var out []json.RawMessage
+		e.mu.Lock()
+		for _, edu := range e.edus {
+			if edu.Type == typ {
+				out = append(out, edu.Content)
+			}
+		}
+		e.mu.Unlock()
+		if len(out) >= n {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("got %d %s EDUs after 30 s, want %d: %s", len(out), typ, n, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The federation side of local users' keys: m.device_list_update and
+// m.signing_key_update EDUs to a server sharing a room, and GET
+// /user/devices, POST /user/keys/query and /user/keys/claim.
+func TestKeysFederation(t *testing.T) {
+	t.Parallel()
+	f := hstest.NewFederation(t, hstest.Options{}, "hs1.polder.test")
+	hs := f.Server("hs1.polder.test")
+	remote := f.NewRemote(t, "remote.polder.test")
+	rec := &eduRecorder{}
+	remote.Mux.HandleFunc("PUT /_matrix/federation/v1/send/{txnId}", rec.serve)
+	alice := hs.Register(t, "alice", "pw")
+	room := createRoom(t, alice, map[string]any{"preset": "public_chat"})
+	remote.Join(t, hs.ServerName(), id.RoomID(room), remote.UserID("rob"))
+
+	dk := newEdKey(t)
+	uploadKeys(t, alice, map[string]any{
+		"device_keys":   deviceKeys(t, alice, dk),
+		"one_time_keys": map[string]any{"signed_curve25519:A": otk("A")},
+	})
+	hstest.MustOK(t, alice.Do(t, "PUT", devicesPath+"/"+alice.DeviceID, map[string]any{"display_name": "Laptop"}))
+	updates := rec.await(t, "m.device_list_update", 2)
+	var u1, u2 fedclient.DeviceListUpdate
+	json.Unmarshal(updates[0], &u1)
+	json.Unmarshal(updates[1], &u2)
+	if u1.UserID != id.UserID(alice.UserID) || u1.DeviceID != id.DeviceID(alice.DeviceID) || u1.StreamID != 1 || len(u1.PrevID) != 0 || len(u1.Keys) == 0 {
+		t.Errorf("first device list update %s: want alice's device, stream_id 1, no prev_id, keys", updates[0])
+	}
+	if u2.StreamID != 2 || !slices.Equal(u2.PrevID, []int64{1}) || u2.DeviceDisplayName != "Laptop" {
+		t.Errorf("second device list update %s: want stream_id 2, prev_id [1], device_display_name Laptop", updates[1])
+	}
+
+	// A second device, without keys.
+	phone := hs.Login(t, "alice", "pw")
+	status, body := remote.Do(t, hs.ServerName(), hstest.RawRequest{Method: "GET", Path: "/_matrix/federation/v1/user/devices/" + url.PathEscape(alice.UserID)})
+	var devs fedclient.UserDevicesResponse
+	if err := json.Unmarshal(body, &devs); status != 200 || err != nil {
+		t.Fatalf("GET user/devices: %d %s", status, body)
+	}
+	names := map[id.DeviceID]fedclient.UserDevice{}
+	for _, d := range devs.Devices {
+		names[d.DeviceID] = d
+	}
+	if d := names[id.DeviceID(alice.DeviceID)]; d.DeviceDisplayName != "Laptop" || len(d.Keys) == 0 {
+		t.Errorf("GET user/devices: alice's laptop %+v, want its name and keys", d)
+	}
+	if _, ok := names[id.DeviceID(phone.DeviceID)]; !ok || devs.StreamID != 2 || devs.UserID != id.UserID(alice.UserID) {
+		t.Errorf("GET user/devices = %s: want the phone too and stream_id 2", body)
+	}
+
+	// Cross-signing keys: an m.signing_key_update, and in the answers.
+	cs := newCrossSigning(t, alice.UserID)
+	hstest.MustOK(t, alice.Do(t, "POST", keysPath+"/device_signing/upload", cs.body))
+	sku := rec.await(t, "m.signing_key_update", 1)
+	var s fedclient.SigningKeyUpdate
+	json.Unmarshal(sku[0], &s)
+	if s.UserID != id.UserID(alice.UserID) || len(s.MasterKey) == 0 || len(s.SelfSigningKey) == 0 {
+		t.Errorf("signing key update %s: want alice's master and self-signing keys", sku[0])
+	}
+	if strings.Contains(string(sku[0]), "user_signing") {
+		t.Errorf("signing key update %s carries the user-signing key", sku[0])
+	}
+	// Signing the laptop with the self-signing key is a device list update.
+	signedDev := cs.self.sign(t, deviceKeys(t, alice, dk), alice.UserID, "ed25519:"+cs.self.pub)
+	hstest.MustOK(t, alice.Do(t, "POST", keysPath+"/signatures/upload", map[string]any{alice.UserID: map[string]any{alice.DeviceID: signedDev}}))
+	updates = rec.await(t, "m.device_list_update", 3)
+	if !strings.Contains(string(updates[2]), cs.self.pub) {
+		t.Errorf("device list update after the self-signing signature %s: want the signature in its keys", updates[2])
+	}
+
+	req, _ := json.Marshal(map[string]any{"device_keys": map[string]any{alice.UserID: []string{}}})
+	status, body = remote.Do(t, hs.ServerName(), hstest.RawRequest{Method: "POST", Path: "/_matrix/federation/v1/user/keys/query", Body: req})
+	var q fedclient.UserKeysQueryResponse
+	if err := json.Unmarshal(body, &q); status != 200 || err != nil {
+		t.Fatalf("POST user/keys/query: %d %s", status, body)
+	}
+	laptop := string(q.DeviceKeys[id.UserID(alice.UserID)][id.DeviceID(alice.DeviceID)])
+	if !strings.Contains(laptop, cs.self.pub) || !strings.Contains(laptop, "Laptop") {
+		t.Errorf("user/keys/query: laptop %s, want its self-signing signature and name", laptop)
+	}
+	if len(q.MasterKeys[id.UserID(alice.UserID)]) == 0 || len(q.SelfSigningKeys[id.UserID(alice.UserID)]) == 0 || strings.Contains(string(body), "user_signing") {
+		t.Errorf("user/keys/query = %s: want master and self-signing keys, no user-signing key", body)
+	}
+
+	req, _ = json.Marshal(map[string]any{"one_time_keys": map[string]any{alice.UserID: map[string]any{alice.DeviceID: "signed_curve25519"}}})
+	status, body = remote.Do(t, hs.ServerName(), hstest.RawRequest{Method: "POST", Path: "/_matrix/federation/v1/user/keys/claim", Body: req})
+	var c fedclient.UserKeysClaimResponse
+	if err := json.Unmarshal(body, &c); status != 200 || err != nil {
+		t.Fatalf("POST user/keys/claim: %d %s", status, body)
+	}
+	if _, ok := c.OneTimeKeys[id.UserID(alice.UserID)][id.DeviceID(alice.DeviceID)]["signed_curve25519:A"]; !ok {
+		t.Errorf("user/keys/claim = %s: want key A", body)
+	}
+
+	// Deleting the laptop: a deleted update.
+	hstest.MustOK(t, phone.UIA(t, "DELETE", devicesPath+"/"+alice.DeviceID, map[string]any{}, phone.PasswordAuth()))
+	updates = rec.await(t, "m.device_list_update", 4)
+	var u4 fedclient.DeviceListUpdate
+	json.Unmarshal(updates[3], &u4)
+	if !u4.Deleted || u4.DeviceID != id.DeviceID(alice.DeviceID) || u4.StreamID != 4 || !slices.Equal(u4.PrevID, []int64{3}) {
+		t.Errorf("device list update after deletion %s: want deleted, stream_id 4, prev_id [3]", updates[3])
+	}
 }
