@@ -3,12 +3,18 @@ package client_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"maunium.net/go/mautrix/id"
+
+	fed "polder.dev/polder/internal/federation"
 	"polder.dev/polder/internal/hstest"
 	"polder.dev/polder/internal/store/storetest"
 )
@@ -388,6 +394,131 @@ func TestSendToDeviceFederation(t *testing.T) {
 			if got, _ := toDeviceSync(t, bob2, tok2, 0); len(got) != 0 {
 				t.Errorf("bob2 got %v, want nothing (the retried txnId was sent once)", got)
 			}
+		})
+	}
+}
+
+// With a scripted remote server: outbound EDUs are split under the size
+// limit, and inbound EDUs are checked (sender of the origin, local
+// recipients, JSON objects) and delivered once per message_id.
+func TestToDeviceFederationEDUs(t *testing.T) {
+	t.Parallel()
+	for _, eng := range storetest.Engines(t) {
+		t.Run(eng.Name, func(t *testing.T) {
+			t.Parallel()
+			const hsName, remoteName = "hs1.polder.test", "remote.polder.test"
+			f := hstest.NewFederation(t, hstest.Options{Engine: &eng}, hsName)
+			hs := f.Server(hsName)
+			remote := f.NewRemote(t, remoteName)
+			var mu sync.Mutex
+			var edus []fed.EDU
+			var txnSizes []int
+			remote.Mux.HandleFunc("PUT /_matrix/federation/v1/send/{txnId}", func(w http.ResponseWriter, r *http.Request) {
+				body, _ := io.ReadAll(r.Body)
+				var txn fed.Transaction
+				json.Unmarshal(body, &txn)
+				mu.Lock()
+				edus = append(edus, txn.EDUs...)
+				txnSizes = append(txnSizes, len(body))
+				mu.Unlock()
+				w.Header().Set("Content-Type", "application/json")
+				w.Write([]byte(`{"pdus":{}}`))
+			})
+			alice := hs.Register(t, "alice", "pw")
+			bob := hs.Register(t, "bob", "pw")
+			_, tok := toDeviceSync(t, bob, "", 0)
+
+			t.Run("outbound: split under 60 KiB", func(t *testing.T) {
+				devs := map[string]any{}
+				for i := range 300 {
+					devs[fmt.Sprintf("DEV%03d", i)] = map[string]any{"n": fmt.Sprint(i), "pad": strings.Repeat("<", 200)}
+				}
+				x := "@x:" + remoteName
+				hstest.MustOK(t, sendToDevice(t, alice, "m.split", "split", map[string]map[string]any{x: devs}))
+				eventually(t, "300 messages at the remote", func() error {
+					mu.Lock()
+					defer mu.Unlock()
+					n := 0
+					for _, e := range edus {
+						var c fed.DirectToDevice
+						json.Unmarshal(e.Content, &c)
+						n += len(c.Messages[id.UserID(x)])
+					}
+					if n < 300 {
+						return fmt.Errorf("%d so far in %d EDUs", n, len(edus))
+					}
+					return nil
+				})
+				mu.Lock()
+				defer mu.Unlock()
+				ids := map[string]bool{}
+				got := map[string]bool{}
+				for _, e := range edus {
+					b, _ := json.Marshal(e)
+					if e.Type != "m.direct_to_device" || len(b) > 60<<10 {
+						t.Errorf("EDU %s of %d bytes, want m.direct_to_device under 60 KiB", e.Type, len(b))
+					}
+					var c fed.DirectToDevice
+					json.Unmarshal(e.Content, &c)
+					if c.Sender != id.UserID(alice.UserID) || c.Type != "m.split" || c.MessageID == "" || ids[c.MessageID] {
+						t.Errorf("EDU sender %s type %s message_id %q (seen: %v)", c.Sender, c.Type, c.MessageID, ids[c.MessageID])
+					}
+					ids[c.MessageID] = true
+					for dev, content := range c.Messages[id.UserID(x)] {
+						var m struct{ N, Pad string }
+						json.Unmarshal(content, &m)
+						if got[string(dev)] || m.Pad != strings.Repeat("<", 200) {
+							t.Errorf("message for %s: twice or changed", dev)
+						}
+						got[string(dev)] = true
+					}
+				}
+				if len(got) != 300 || len(edus) < 5 {
+					t.Errorf("%d devices in %d EDUs, want 300 in several (each EDU about 50 KiB at most)", len(got), len(edus))
+				}
+				t.Logf("300 messages of ~1.3 KiB (escaped) in %d EDUs, transactions of %v bytes", len(edus), txnSizes)
+			})
+
+			t.Run("inbound", func(t *testing.T) {
+				send := func(edus ...fed.EDU) {
+					t.Helper()
+					txnID := fmt.Sprintf("t%d", time.Now().UnixNano())
+					if _, err := remote.Client().SendTransaction(t.Context(), hsName, txnID, fed.Transaction{
+						Origin: remoteName, OriginServerTS: time.Now().UnixMilli(), PDUs: []json.RawMessage{}, EDUs: edus,
+					}); err != nil {
+						t.Fatalf("send transaction: %v", err)
+					}
+				}
+				edu := func(sender, msgID string, messages map[string]map[string]any) fed.EDU {
+					return fed.EDU{Type: "m.direct_to_device", Content: hstest.MustJSON(t, map[string]any{
+						"sender": sender, "type": "m.fed", "message_id": msgID, "messages": messages,
+					})}
+				}
+				carol := "@carol:" + remoteName
+				send(edu(carol, "m1", map[string]map[string]any{bob.UserID: {"*": nmsg("first")}}))
+				// The same message_id again, in another transaction.
+				send(edu(carol, "m1", map[string]map[string]any{bob.UserID: {"*": nmsg("first again")}}))
+				send(
+					// A sender of another server.
+					edu("@mallory:"+hsName, "m2", map[string]map[string]any{bob.UserID: {"*": nmsg("spoofed")}}),
+					// A recipient of another server, one not an object,
+					// one for an unknown device, and one good.
+					edu(carol, "m3", map[string]map[string]any{
+						"@x:elsewhere.test": {"*": nmsg("elsewhere")},
+						bob.UserID:          {bob.DeviceID: nmsg("second"), "NOSUCH": nmsg("unknown")},
+					}),
+					fed.EDU{Type: "m.direct_to_device", Content: json.RawMessage(`{"sender":"` + carol + `","type":"m.fed","message_id":"m4","messages":{"` + bob.UserID + `":{"*":"not an object"}}}`)},
+					fed.EDU{Type: "m.direct_to_device", Content: json.RawMessage(`["malformed"]`)},
+				)
+				s, raw := syncRaw(t, bob, syncSince(tok)+"&timeout=0")
+				got := toDeviceOf(t, s, raw)
+				if !slices.Equal(got, []string{"first", "second"}) {
+					t.Fatalf("bob's to_device = %v, want [first second]", got)
+				}
+				if e := s.ToDevice.Events[0]; e.Sender != carol || e.Type != "m.fed" {
+					t.Errorf("to_device event = %+v, want sender %s type m.fed", e, carol)
+				}
+			})
 		})
 	}
 }
