@@ -8,7 +8,7 @@
 //   stdout {"ready": {...}}     joined, the room known to be encrypted,
 //                               the device's own keys (curve25519, ed25519)
 //          {"sent": {...}}      event_id and body of a message it sent
-//          {"received": {...}}  a message it decrypted: event_id, sender,
+//          {"received": {...}}  another's message it decrypted: event_id, sender,
 //                               body, sender_curve25519 (of the Olm sender)
 //          {"utd": {...}}       a decryption failure (it may be retried
 //                               when the key arrives: not fatal by itself)
@@ -74,7 +74,8 @@ client.on(sdk.MatrixEventEvent.Decrypted, (ev, err) => {
     out({ utd: { event_id: ev.getId(), sender: ev.getSender(), reason: String(err?.message ?? ev.decryptionFailureReason ?? "") } });
     return;
   }
-  if (ev.getType() !== "m.room.message" || seen.has(ev.getId())) return;
+  // Its own messages come back through sync too: only others'.
+  if (ev.getType() !== "m.room.message" || ev.getSender() === userId || seen.has(ev.getId())) return;
   seen.add(ev.getId());
   out({
     received: {
@@ -87,7 +88,8 @@ client.on(sdk.MatrixEventEvent.Decrypted, (ev, err) => {
   });
 });
 client.on(sdk.RoomEvent.Timeline, (ev) => {
-  if (ev.getRoomId() === roomId && ev.getType() === "m.room.message" && !ev.isEncrypted()) {
+  // Its own messages' local echoes are plaintext until sent: only others'.
+  if (ev.getRoomId() === roomId && ev.getSender() !== userId && ev.getType() === "m.room.message" && !ev.isEncrypted()) {
     out({ plaintext: { event_id: ev.getId(), sender: ev.getSender(), body: ev.getContent().body } });
   }
 });
