@@ -9,11 +9,17 @@ package mautrix_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"os"
 	"testing"
 	"time"
 
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto"
+	"maunium.net/go/mautrix/crypto/backup"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"polder.dev/polder/internal/hstest"
@@ -56,10 +62,9 @@ func TestMegolmGoToGo(t *testing.T) {
 		alice.expectMessage(roomID, bob.userID(), ev, "hello alice, from bob")
 
 		// More of each, on the same Megolm sessions.
-		for i, body := range []string{"second from alice", "third from alice"} {
+		for _, body := range []string{"second from alice", "third from alice"} {
 			ev = alice.send(roomID, body)
 			bob.expectMessage(roomID, alice.userID(), ev, body)
-			_ = i
 		}
 		ev = bob.send(roomID, "second from bob")
 		alice.expectMessage(roomID, bob.userID(), ev, "second from bob")
@@ -79,6 +84,13 @@ func TestMegolmGoToGo(t *testing.T) {
 		bob2 := newPeer(t, "bob2", hs.Login(t, "bob", password))
 		waitFor(t, 15*time.Second, "alice learning of bob's new device "+bob2.deviceID().String()+" (device_lists.changed)", func() bool {
 			devs, _ := alice.mach.CryptoStore.GetDevices(context.Background(), bob.userID())
+			_, ok := devs[bob2.deviceID()]
+			return ok
+		})
+		// Bob's first device learns of it too: a user's own device list
+		// changes are in its own device_lists.changed.
+		waitFor(t, 15*time.Second, "bob learning of his new device "+bob2.deviceID().String()+" (device_lists.changed)", func() bool {
+			devs, _ := bob.mach.CryptoStore.GetDevices(context.Background(), bob.userID())
 			_, ok := devs[bob2.deviceID()]
 			return ok
 		})
@@ -149,4 +161,107 @@ func TestCrossSigning(t *testing.T) {
 			t.Errorf("bob has cross-signing keys %v without uploading any", own)
 		}
 	})
+}
+
+// TestKeyBackup: Bob backs up the room key of a message he received
+// (/room_keys/version, PUT /room_keys/keys, the session encrypted with
+// mautrix's m.megolm_backup.v1.curve25519-aes-sha2); a device he logs in
+// later, which was never sent that key, restores it from the backup and
+// decrypts the message it fetches from the room.
+func TestKeyBackup(t *testing.T) {
+	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
+		ctx := context.Background()
+		alice := newPeer(t, "alice", hs.Register(t, "alice", password))
+		bob := newPeer(t, "bob", hs.Register(t, "bob", password))
+		roomID := alice.createEncryptedRoom(bob.userID())
+		bob.join(roomID)
+		waitFor(t, 15*time.Second, "alice seeing bob's join in /sync", func() bool {
+			return alice.membership(roomID, bob.userID()) == "join"
+		})
+		const body = "before bob's new device"
+		eventID := alice.send(roomID, body)
+		bob.expectMessage(roomID, alice.userID(), eventID, body)
+		raw := getEncrypted(t, bob, roomID, eventID)
+		sessionID := raw.Content.AsEncrypted().SessionID
+
+		backupKey, err := backup.NewMegolmBackupKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		created, err := bob.cli.CreateKeyBackupVersion(ctx, &mautrix.ReqRoomKeysVersionCreate[backup.MegolmAuthData]{
+			Algorithm: id.KeyBackupAlgorithmMegolmBackupV1,
+			AuthData:  backup.MegolmAuthData{PublicKey: id.Ed25519(base64.RawStdEncoding.EncodeToString(backupKey.PublicKey().Bytes()))},
+		})
+		if err != nil {
+			t.Fatalf("bob: POST /room_keys/version: %v", err)
+		}
+		igs, err := bob.mach.CryptoStore.GetGroupSession(ctx, roomID, sessionID)
+		if err != nil || igs == nil {
+			t.Fatalf("bob: inbound session %s: %v, %v", sessionID, igs, err)
+		}
+		first := igs.Internal.FirstKnownIndex()
+		sessionKey, err := igs.Internal.Export(first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, err := backup.EncryptSessionData(backupKey, backup.MegolmSessionData{
+			Algorithm:          id.AlgorithmMegolmV1,
+			ForwardingKeyChain: []string{},
+			SenderClaimedKeys:  backup.SenderClaimedKeys{Ed25519: igs.SigningKey},
+			SenderKey:          igs.SenderKey,
+			SessionKey:         string(sessionKey),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		encJSON, err := json.Marshal(enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		put, err := bob.cli.PutKeysInBackup(ctx, created.Version, &mautrix.ReqKeyBackup{
+			Rooms: map[id.RoomID]mautrix.ReqRoomKeyBackup{roomID: {Sessions: map[id.SessionID]mautrix.ReqKeyBackupData{
+				sessionID: {FirstMessageIndex: int(first), SessionData: encJSON},
+			}}},
+		})
+		if err != nil {
+			t.Fatalf("bob: PUT /room_keys/keys: %v", err)
+		}
+		if put.Count != 1 || put.ETag == "" {
+			t.Errorf("PUT /room_keys/keys = count %d, etag %q; want 1 and an etag", put.Count, put.ETag)
+		}
+
+		bob3 := newPeer(t, "bob3", hs.Login(t, "bob", password))
+		if _, err := bob3.mach.DecryptMegolmEvent(ctx, getEncrypted(t, bob3, roomID, eventID)); !errors.Is(err, crypto.ErrNoSessionFound) {
+			t.Fatalf("bob3 before restoring the backup: decrypt %s = %v, want %v", eventID, err, crypto.ErrNoSessionFound)
+		}
+		version, err := bob3.mach.DownloadAndStoreLatestKeyBackup(ctx, backupKey)
+		if err != nil || version != created.Version {
+			t.Fatalf("bob3: restore the latest backup = %q, %v; want version %q", version, err, created.Version)
+		}
+		dec, err := bob3.mach.DecryptMegolmEvent(ctx, getEncrypted(t, bob3, roomID, eventID))
+		if err != nil {
+			t.Fatalf("bob3: decrypt %s with the key from the backup: %v", eventID, err)
+		}
+		if msg := dec.Content.AsMessage(); msg.Body != body {
+			t.Errorf("bob3: %s decrypted to %q, want %q", eventID, msg.Body, body)
+		}
+	})
+}
+
+// getEncrypted fetches an m.room.encrypted event with GET
+// /rooms/{roomId}/event/{eventId}.
+func getEncrypted(t *testing.T, p *peer, roomID id.RoomID, eventID id.EventID) *event.Event {
+	t.Helper()
+	evt, err := p.cli.GetEvent(context.Background(), roomID, eventID)
+	if err != nil {
+		t.Fatalf("%s: GET /rooms/%s/event/%s: %v", p.name, roomID, eventID, err)
+	}
+	evt.RoomID = roomID
+	if evt.Type.Type != event.EventEncrypted.Type {
+		t.Fatalf("%s: %s is a %s, want m.room.encrypted", p.name, eventID, evt.Type.Type)
+	}
+	if err := evt.Content.ParseRaw(evt.Type); err != nil {
+		t.Fatalf("%s: parse %s: %v", p.name, eventID, err)
+	}
+	return evt
 }
