@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -261,20 +262,30 @@ func (s *Service) queryLocal(ctx context.Context, requester id.UserID, want map[
 		}
 		return o
 	}
-	for u, devs := range want {
-		dks, err := s.db.DeviceKeysOf(ctx, u, u.Localpart(), devs)
+	dks, err := s.db.DeviceKeysOfUsers(ctx, users)
+	if err != nil {
+		return err
+	}
+	localparts := make([]string, len(users))
+	for i, u := range users {
+		localparts[i] = u.Localpart()
+	}
+	names, err := s.db.DeviceNames(ctx, localparts)
+	if err != nil {
+		return err
+	}
+	for _, u := range users {
+		out.DeviceKeys[u] = map[id.DeviceID]json.RawMessage{}
+	}
+	for _, k := range dks {
+		if devs := want[k.UserID]; len(devs) > 0 && !slices.Contains(devs, k.DeviceID) {
+			continue
+		}
+		b, err := withExtras(k.JSON, ownerSigs(target{k.UserID, string(k.DeviceID)}), names[k.UserID.Localpart()][k.DeviceID])
 		if err != nil {
 			return err
 		}
-		m := make(map[id.DeviceID]json.RawMessage, len(dks))
-		for _, k := range dks {
-			b, err := withExtras(k.JSON, ownerSigs(target{u, string(k.DeviceID)}), k.DisplayName)
-			if err != nil {
-				return err
-			}
-			m[k.DeviceID] = b
-		}
-		out.DeviceKeys[u] = m
+		out.DeviceKeys[k.UserID][k.DeviceID] = b
 	}
 	csks, err := s.db.CrossSigningKeys(ctx, users)
 	if err != nil {

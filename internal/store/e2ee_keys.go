@@ -183,43 +183,144 @@ type ClaimedKey struct {
 	Fallback bool
 }
 
-// claimOTK deletes and returns the device's oldest one-time key of an
-// algorithm. On PostgreSQL, SKIP LOCKED makes concurrent claims take
-// different keys rather than one of them finding the key it chose gone;
-// SQLite has one writer.
-var claimOTK = map[Dialect]string{
-	SQLite: `DELETE FROM e2ee_one_time_keys WHERE otk_nid = (SELECT otk_nid FROM e2ee_one_time_keys
-		WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 ORDER BY otk_nid LIMIT 1)
-		RETURNING key_id, key_json`,
-	Postgres: `DELETE FROM e2ee_one_time_keys WHERE otk_nid = (SELECT otk_nid FROM e2ee_one_time_keys
-		WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 ORDER BY otk_nid LIMIT 1 FOR UPDATE SKIP LOCKED)
-		RETURNING key_id, key_json`,
+// claimOTKs deletes and returns, for each (user, device, algorithm) of a
+// VALUES list, the device's oldest one-time key of the algorithm: one
+// statement for many claims. On PostgreSQL, SKIP LOCKED makes concurrent
+// claims take different keys rather than one of them finding the key it
+// chose gone; SQLite has one writer.
+var claimOTKs = map[Dialect][2]string{
+	SQLite: {`DELETE FROM e2ee_one_time_keys WHERE otk_nid IN (SELECT (SELECT k.otk_nid FROM e2ee_one_time_keys k
+		WHERE k.user_id = w.column1 AND k.device_id = w.column2 AND k.algorithm = w.column3 ORDER BY k.otk_nid LIMIT 1)
+		FROM (VALUES `, `) AS w) RETURNING user_id, device_id, algorithm, key_id, key_json`},
+	Postgres: {`DELETE FROM e2ee_one_time_keys WHERE otk_nid IN (SELECT k.otk_nid FROM (VALUES `, `) AS w (u, d, a)
+		CROSS JOIN LATERAL (SELECT otk_nid FROM e2ee_one_time_keys WHERE user_id = w.u AND device_id = w.d AND algorithm = w.a
+			ORDER BY otk_nid LIMIT 1 FOR UPDATE SKIP LOCKED) k)
+		RETURNING user_id, device_id, algorithm, key_id, key_json`},
 }
 
 // ClaimKeys claims one key per claim, in one transaction: the oldest
 // one-time key of the algorithm, deleted as it is handed out, or else the
 // fallback key of the algorithm, marked used. Claims finding neither are
-// left out of the result.
+// left out of the result. A device may be claimed from once per call.
 func (db *DB) ClaimKeys(ctx context.Context, claims []KeyClaim) ([]ClaimedKey, error) {
 	var out []ClaimedKey
 	err := db.WithTx(ctx, "claim_keys", func(tx *Tx) error {
 		out = out[:0]
-		for _, c := range claims {
-			k := ClaimedKey{KeyClaim: c}
-			err := tx.QueryRowContext(ctx, claimOTK[tx.dialect], string(c.UserID), string(c.DeviceID), c.Algorithm).Scan(&k.KeyID, &k.JSON)
-			if err == sql.ErrNoRows {
-				k.Fallback = true
-				err = tx.QueryRowContext(ctx, `UPDATE e2ee_fallback_keys SET used = TRUE
-					WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 RETURNING key_id, key_json`,
-					string(c.UserID), string(c.DeviceID), c.Algorithm).Scan(&k.KeyID, &k.JSON)
-				if err == sql.ErrNoRows {
-					continue
+		got := map[KeyClaim]bool{}
+		q := claimOTKs[tx.dialect]
+		rest := claims
+		for _, n := range bulkChunks {
+			for len(rest) >= n {
+				args := make([]any, 0, 3*n)
+				for _, c := range rest[:n] {
+					args = append(args, string(c.UserID), string(c.DeviceID), c.Algorithm)
+				}
+				rest = rest[n:]
+				rows, err := tx.QueryContext(ctx, bulkStatement(tx.dialect, q[0], q[1], 3, n), args...)
+				if err != nil {
+					return fmt.Errorf("claim one-time keys: %w", err)
+				}
+				for rows.Next() {
+					var k ClaimedKey
+					if err := rows.Scan(&k.UserID, &k.DeviceID, &k.Algorithm, &k.KeyID, &k.JSON); err != nil {
+						rows.Close()
+						return err
+					}
+					got[k.KeyClaim] = true
+					out = append(out, k)
+				}
+				rows.Close()
+				if err := rows.Err(); err != nil {
+					return fmt.Errorf("claim one-time keys: %w", err)
 				}
 			}
+		}
+		for _, c := range claims {
+			if got[c] {
+				continue
+			}
+			k := ClaimedKey{KeyClaim: c, Fallback: true}
+			err := tx.QueryRowContext(ctx, `UPDATE e2ee_fallback_keys SET used = TRUE
+				WHERE user_id = $1 AND device_id = $2 AND algorithm = $3 RETURNING key_id, key_json`,
+				string(c.UserID), string(c.DeviceID), c.Algorithm).Scan(&k.KeyID, &k.JSON)
+			if err == sql.ErrNoRows {
+				continue
+			}
 			if err != nil {
-				return fmt.Errorf("claim key: %w", err)
+				return fmt.Errorf("claim fallback key: %w", err)
 			}
 			out = append(out, k)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// DeviceKeysOfUsers returns the device keys of every device of users,
+// without display names (two statements per 500 users).
+func (db *DB) DeviceKeysOfUsers(ctx context.Context, users []id.UserID) ([]DeviceKeys, error) {
+	var out []DeviceKeys
+	err := db.read(ctx, "device_keys_of_users", func(q querier) error {
+		for chunk := range chunks(users, 500) {
+			args := make([]any, len(chunk))
+			for i, u := range chunk {
+				args[i] = string(u)
+			}
+			rows, err := q.QueryContext(ctx, `SELECT user_id, device_id, key_json FROM e2ee_device_keys
+				WHERE user_id IN (`+placeholders(1, len(chunk))+`) ORDER BY user_id, device_id`, args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var k DeviceKeys
+				if err := rows.Scan(&k.UserID, &k.DeviceID, &k.JSON); err != nil {
+					rows.Close()
+					return err
+				}
+				out = append(out, k)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// DeviceNames returns the display names of the named devices of local
+// accounts, by localpart and device ID.
+func (db *DB) DeviceNames(ctx context.Context, localparts []string) (map[string]map[id.DeviceID]string, error) {
+	out := map[string]map[id.DeviceID]string{}
+	err := db.read(ctx, "device_names", func(q querier) error {
+		for chunk := range chunks(localparts, 500) {
+			args := make([]any, len(chunk))
+			for i, l := range chunk {
+				args[i] = l
+			}
+			rows, err := q.QueryContext(ctx, `SELECT localpart, device_id, display_name FROM devices
+				WHERE localpart IN (`+placeholders(1, len(chunk))+`) AND display_name IS NOT NULL AND display_name <> ''`, args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var l string
+				var d id.DeviceID
+				var name string
+				if err := rows.Scan(&l, &d, &name); err != nil {
+					rows.Close()
+					return err
+				}
+				if out[l] == nil {
+					out[l] = map[id.DeviceID]string{}
+				}
+				out[l][d] = name
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
