@@ -116,9 +116,10 @@ func (r *remoteState) forgetSeen(user id.UserID) {
 // resync's list; one that the list already holds is dropped; anything
 // else means updates were missed (also an update with no prev_id: the
 // spec allows it only for the first of a sequence, which this server has
-// not seen).
-func (r *remoteState) decide(user id.UserID, st store.RemoteListState, found bool, streamID int64, prevIDs []int64) store.RemoteUpdateAction {
-	if !found || !st.HasList || st.Stale {
+// not seen). So may a list fetched before the user last started sharing
+// a room with a local user (sharedSince, see trusted).
+func (r *remoteState) decide(user id.UserID, st store.RemoteListState, found bool, sharedSince, streamID int64, prevIDs []int64) store.RemoteUpdateAction {
+	if !found || !trusted(st, sharedSince) {
 		return store.RemoteResync
 	}
 	if streamID <= st.ResyncStreamID || streamID == st.StreamID || r.isSeen(user, streamID) {
@@ -177,7 +178,8 @@ func (s *Service) ReceiveDeviceListUpdate(ctx context.Context, origin string, u 
 		return nil
 	}
 	s.remote.heardFrom(origin)
-	if ok, err := s.sharesRoom(ctx, u.UserID); err != nil || !ok {
+	since, ok, err := s.sharedSince(ctx, u.UserID)
+	if err != nil || !ok {
 		if err == nil {
 			log.Debug("device list update ignored: the user shares no room with this server")
 		}
@@ -195,7 +197,7 @@ func (s *Service) ReceiveDeviceListUpdate(ctx context.Context, origin string, u 
 		Keys: keys, Deleted: u.Deleted, StreamID: u.StreamID,
 	}
 	act, err := s.db.ApplyRemoteDeviceUpdate(ctx, up, func(st store.RemoteListState, found bool) store.RemoteUpdateAction {
-		return s.remote.decide(u.UserID, st, found, u.StreamID, u.PrevID)
+		return s.remote.decide(u.UserID, st, found, since, u.StreamID, u.PrevID)
 	})
 	if err != nil {
 		return err
@@ -237,7 +239,7 @@ func (s *Service) ReceiveSigningKeyUpdate(ctx context.Context, origin string, u 
 	if !isJSONValue(master) && !isJSONValue(ssk) {
 		return nil
 	}
-	if ok, err := s.sharesRoom(ctx, u.UserID); err != nil || !ok {
+	if _, ok, err := s.sharedSince(ctx, u.UserID); err != nil || !ok {
 		if err == nil {
 			log.Debug("signing key update ignored: the user shares no room with this server")
 		}
@@ -260,11 +262,23 @@ func (s *Service) remoteUserOf(user id.UserID, server string) bool {
 	return err == nil && hs == server && !s.isLocal(user)
 }
 
-// sharesRoom reports whether user is joined to a room a local user is
-// joined to.
-func (s *Service) sharesRoom(ctx context.Context, user id.UserID) (bool, error) {
-	got, err := s.db.UsersSharingRoomWith(ctx, s.cfg.ServerName, []id.UserID{user})
-	return len(got) > 0, err
+// sharedSince reports whether user is joined to a room a local user is
+// joined to, and since when (a stream position) they have shared one
+// (store.DB.SharedRoomsSince).
+func (s *Service) sharedSince(ctx context.Context, user id.UserID) (int64, bool, error) {
+	got, err := s.db.SharedRoomsSince(ctx, s.cfg.ServerName, []id.UserID{user})
+	since, ok := got[user]
+	return since, ok, err
+}
+
+// trusted reports whether a list in state st is complete and up to date
+// for a user who has shared a room with a local user since sharedSince.
+// Its server sends updates only while the user shares a room with this
+// server's users: a list fetched before the sharing last began may lack
+// what changed in a break (Synapse forgets the list when the last shared
+// room is left; here the memberships tell).
+func trusted(st store.RemoteListState, sharedSince int64) bool {
+	return st.Tracked() && sharedSince <= st.FetchedPos
 }
 
 // isJSONValue reports whether raw holds a JSON value other than null.

@@ -52,13 +52,10 @@ func (s *Service) queryRemoteUsers(ctx context.Context, want map[id.UserID][]id.
 	}
 	slices.Sort(users)
 	initQueryResponse(out)
-	shared := map[id.UserID]bool{}
-	if got, err := s.db.UsersSharingRoomWith(ctx, s.cfg.ServerName, users); err != nil {
+	shared, err := s.db.SharedRoomsSince(ctx, s.cfg.ServerName, users)
+	if err != nil {
 		s.log.Warn("query remote keys: shared rooms", "err", err) // everyone is asked live
-	} else {
-		for _, u := range got {
-			shared[u] = true
-		}
+		shared = nil
 	}
 	lists, states, err := s.db.RemoteDeviceLists(ctx, users)
 	if err != nil {
@@ -77,10 +74,11 @@ func (s *Service) queryRemoteUsers(ctx context.Context, want map[id.UserID][]id.
 	for _, u := range users {
 		server := u.Homeserver()
 		st, cached := states[u]
+		since, isShared := shared[u]
 		switch {
-		case shared[u] && cached && st.Tracked():
+		case isShared && cached && trusted(st, since):
 			addCachedList(out, want[u], lists[u])
-		case shared[u]:
+		case isShared:
 			addServer(server)
 			resyncs[server] = append(resyncs[server], u)
 		default:

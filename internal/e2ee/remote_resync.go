@@ -220,7 +220,7 @@ func (s *Service) resyncPass(ctx context.Context, running map[string]bool, done 
 // updates here).
 func (s *Service) resyncServer(ctx context.Context, server string, users []id.UserID) {
 	log := s.log.With("destination", server)
-	shared, err := s.db.UsersSharingRoomWith(ctx, s.cfg.ServerName, users)
+	shared, err := s.db.SharedRoomsSince(ctx, s.cfg.ServerName, users)
 	if err != nil {
 		if ctx.Err() == nil {
 			log.Warn("resync remote device lists", "err", err)
@@ -229,7 +229,7 @@ func (s *Service) resyncServer(ctx context.Context, server string, users []id.Us
 	}
 	var gone []id.UserID
 	for _, u := range users {
-		if !slices.Contains(shared, u) {
+		if _, ok := shared[u]; !ok {
 			gone = append(gone, u)
 		}
 	}
@@ -238,7 +238,10 @@ func (s *Service) resyncServer(ctx context.Context, server string, users []id.Us
 			log.Warn("forget remote device lists", "err", err)
 		}
 	}
-	for _, u := range shared {
+	for _, u := range users {
+		if _, ok := shared[u]; !ok {
+			continue
+		}
 		_, err := s.resync(ctx, u)
 		if ctx.Err() != nil {
 			return
@@ -302,6 +305,10 @@ func (s *Service) resync(ctx context.Context, user id.UserID) (store.RemoteDevic
 
 // doResync is resync's work.
 func (s *Service) doResync(ctx context.Context, user id.UserID) (store.RemoteDeviceList, error) {
+	pos, err := s.db.StreamPos(ctx)
+	if err != nil {
+		return store.RemoteDeviceList{}, err
+	}
 	resp, err := s.cfg.Remote.UserDevices(ctx, user.Homeserver(), user)
 	if err != nil {
 		return store.RemoteDeviceList{}, fmt.Errorf("get devices of %s: %w", user, err)
@@ -310,6 +317,7 @@ func (s *Service) doResync(ctx context.Context, user id.UserID) (store.RemoteDev
 		return store.RemoteDeviceList{}, fmt.Errorf("get devices of %s: the answer is for %q", user, resp.UserID)
 	}
 	l := listFromResponse(resp)
+	l.FetchedPos = pos
 	prev, found, stale, err := s.db.ReplaceRemoteDeviceList(ctx, l)
 	if err != nil {
 		return store.RemoteDeviceList{}, err

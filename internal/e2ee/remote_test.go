@@ -597,3 +597,51 @@ func TestRemoteResyncWorker(t *testing.T) {
 		}
 	})
 }
+
+// A break in sharing a room: bob's server stops sending his updates, so a
+// list fetched before the break is not trusted after it.
+func TestRemoteSharingBreak(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		w := newWorld(t, db)
+		w.remote.devices = func(dest string, user id.UserID) (*federation.UserDevicesResponse, error) {
+			return devicesAnswer(user, 3, "D1"), nil
+		}
+		all := map[id.UserID][]id.DeviceID{bob: nil}
+		w.query(all, time.Second)
+		w.query(all, time.Second)
+		if n := w.remote.count("devices"); n != 1 {
+			t.Fatalf("%d /user/devices calls, want 1 (the second query from the cache)", n)
+		}
+		// bob leaves and comes back: the next query fetches his list.
+		w.member(bob, room.Leave)
+		w.member(bob, room.Join)
+		w.query(all, time.Second)
+		if n := w.remote.count("devices"); n != 2 {
+			t.Errorf("after a break: %d /user/devices calls, want 2", n)
+		}
+		w.query(all, time.Second)
+		if n := w.remote.count("devices"); n != 2 {
+			t.Errorf("after the resync: %d /user/devices calls, want still 2", n)
+		}
+		// alice leaves and comes back: an update that follows the last
+		// one applied still means a resync.
+		w.member(alice, room.Leave)
+		w.member(alice, room.Join)
+		w.edu("remote.test", federation.DeviceListUpdate{UserID: bob, DeviceID: "D2", StreamID: 4, PrevID: []int64{3}, Keys: deviceKeys(bob, "D2")})
+		if _, st, _ := w.state(bob); !st.Stale {
+			t.Errorf("an update after a break: state %+v, want stale", st)
+		}
+		// While no local user shares a room, bob's list is forgotten at
+		// the next query, which asks his server live.
+		w.member(alice, room.Leave)
+		w.remote.query = func(ctx context.Context, dest string, req federation.UserKeysQueryRequest) (*federation.UserKeysQueryResponse, error) {
+			return &federation.UserKeysQueryResponse{DeviceKeys: map[id.UserID]map[id.DeviceID]json.RawMessage{bob: {"D1": deviceKeys(bob, "D1")}}}, nil
+		}
+		if out := w.query(all, time.Second); !slices.Equal(devicesOf(out, bob), []string{"D1"}) {
+			t.Errorf("query while sharing no room: devices %v, want D1", devicesOf(out, bob))
+		}
+		if _, _, ok := w.state(bob); ok {
+			t.Errorf("bob's list is kept while he shares no room")
+		}
+	})
+}

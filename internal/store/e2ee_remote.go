@@ -25,6 +25,7 @@ type RemoteDevice struct {
 type RemoteDeviceList struct {
 	UserID         id.UserID
 	StreamID       int64 // the remote's stream_id the list is at
+	FetchedPos     int64 // this server's stream position when it was fetched
 	Devices        []RemoteDevice
 	MasterKey      json.RawMessage // nil: none
 	SelfSigningKey json.RawMessage // nil: none
@@ -36,6 +37,7 @@ type RemoteListState struct {
 	StreamID       int64 // the highest stream_id applied
 	ResyncStreamID int64 // the stream_id of the last resync
 	HasList        bool  // a resync stored a complete list
+	FetchedPos     int64 // this server's stream position when the resync fetched it
 	Stale          bool  // an update was missed; a resync is due
 }
 
@@ -113,12 +115,12 @@ func (db *DB) ApplyRemoteDeviceUpdate(ctx context.Context, u RemoteDeviceUpdate,
 // user has no row. With lock, the row is locked for the transaction (on
 // PostgreSQL; SQLite has one writer).
 func (tx *Tx) remoteListState(ctx context.Context, user id.UserID, lock bool) (RemoteListState, bool, error) {
-	q := `SELECT stream_id, resync_stream_id, has_list, stale FROM e2ee_remote_users WHERE user_id = $1`
+	q := `SELECT stream_id, resync_stream_id, has_list, fetched_pos, stale FROM e2ee_remote_users WHERE user_id = $1`
 	if lock && tx.dialect == Postgres {
 		q += ` FOR UPDATE`
 	}
 	var st RemoteListState
-	err := tx.QueryRowContext(ctx, q, string(user)).Scan(&st.StreamID, &st.ResyncStreamID, &st.HasList, &st.Stale)
+	err := tx.QueryRowContext(ctx, q, string(user)).Scan(&st.StreamID, &st.ResyncStreamID, &st.HasList, &st.FetchedPos, &st.Stale)
 	if errors.Is(err, sql.ErrNoRows) {
 		return RemoteListState{}, false, nil
 	}
@@ -182,13 +184,13 @@ func (db *DB) ReplaceRemoteDeviceList(ctx context.Context, l RemoteDeviceList) (
 			found = true
 		}
 		stale = st.Stale && pending > l.StreamID
-		if _, err := tx.ExecContext(ctx, `INSERT INTO e2ee_remote_users (user_id, server_name, stream_id, resync_stream_id, has_list, stale,
-				pending_stream_id, master_key, self_signing_key, updated_ts)
-			VALUES ($1, $2, $3, $3, TRUE, $4, 0, $5, $6, $7)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO e2ee_remote_users (user_id, server_name, stream_id, resync_stream_id, has_list, fetched_pos,
+				stale, pending_stream_id, master_key, self_signing_key, updated_ts)
+			VALUES ($1, $2, $3, $3, TRUE, $4, $5, 0, $6, $7, $8)
 			ON CONFLICT (user_id) DO UPDATE SET stream_id = excluded.stream_id, resync_stream_id = excluded.resync_stream_id,
-				has_list = TRUE, stale = excluded.stale, pending_stream_id = 0, master_key = excluded.master_key,
-				self_signing_key = excluded.self_signing_key, updated_ts = excluded.updated_ts`,
-			string(l.UserID), l.UserID.Homeserver(), l.StreamID, stale, remoteJSONArg(l.MasterKey), remoteJSONArg(l.SelfSigningKey), nowMS()); err != nil {
+				has_list = TRUE, fetched_pos = excluded.fetched_pos, stale = excluded.stale, pending_stream_id = 0,
+				master_key = excluded.master_key, self_signing_key = excluded.self_signing_key, updated_ts = excluded.updated_ts`,
+			string(l.UserID), l.UserID.Homeserver(), l.StreamID, l.FetchedPos, stale, remoteJSONArg(l.MasterKey), remoteJSONArg(l.SelfSigningKey), nowMS()); err != nil {
 			return fmt.Errorf("write remote device list: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM e2ee_remote_devices WHERE user_id = $1`, string(l.UserID)); err != nil {
@@ -246,7 +248,7 @@ func (db *DB) RemoteDeviceLists(ctx context.Context, users []id.UserID) (map[id.
 			for i, u := range chunk {
 				args[i] = string(u)
 			}
-			rows, err := q.QueryContext(ctx, `SELECT user_id, stream_id, resync_stream_id, has_list, stale, master_key, self_signing_key
+			rows, err := q.QueryContext(ctx, `SELECT user_id, stream_id, resync_stream_id, has_list, fetched_pos, stale, master_key, self_signing_key
 				FROM e2ee_remote_users WHERE user_id IN (`+placeholders(1, len(chunk))+`)`, args...)
 			if err != nil {
 				return err
@@ -255,11 +257,11 @@ func (db *DB) RemoteDeviceLists(ctx context.Context, users []id.UserID) (map[id.
 				var l RemoteDeviceList
 				var st RemoteListState
 				var master, ssk []byte
-				if err := rows.Scan(&l.UserID, &st.StreamID, &st.ResyncStreamID, &st.HasList, &st.Stale, &master, &ssk); err != nil {
+				if err := rows.Scan(&l.UserID, &st.StreamID, &st.ResyncStreamID, &st.HasList, &st.FetchedPos, &st.Stale, &master, &ssk); err != nil {
 					rows.Close()
 					return err
 				}
-				l.StreamID, l.MasterKey, l.SelfSigningKey = st.StreamID, remoteJSONCol(master), remoteJSONCol(ssk)
+				l.StreamID, l.FetchedPos, l.MasterKey, l.SelfSigningKey = st.StreamID, st.FetchedPos, remoteJSONCol(master), remoteJSONCol(ssk)
 				lists[l.UserID], states[l.UserID] = l, st
 			}
 			rows.Close()
@@ -300,8 +302,8 @@ func (db *DB) RemoteDeviceLists(ctx context.Context, users []id.UserID) (map[id.
 func remoteDeviceList(ctx context.Context, q querier, user id.UserID) (RemoteDeviceList, error) {
 	l := RemoteDeviceList{UserID: user}
 	var master, ssk []byte
-	err := q.QueryRowContext(ctx, `SELECT stream_id, master_key, self_signing_key FROM e2ee_remote_users WHERE user_id = $1`,
-		string(user)).Scan(&l.StreamID, &master, &ssk)
+	err := q.QueryRowContext(ctx, `SELECT stream_id, fetched_pos, master_key, self_signing_key FROM e2ee_remote_users WHERE user_id = $1`,
+		string(user)).Scan(&l.StreamID, &l.FetchedPos, &master, &ssk)
 	if err != nil {
 		return l, notFound(err)
 	}
@@ -353,12 +355,17 @@ func (db *DB) DeleteRemoteDeviceLists(ctx context.Context, users []id.UserID) er
 	})
 }
 
-// UsersSharingRoomWith returns those of users who are joined to a room
-// that a user of server is joined to.
-func (db *DB) UsersSharingRoomWith(ctx context.Context, server string, users []id.UserID) ([]id.UserID, error) {
-	var out []id.UserID
+// SharedRoomsSince returns, for those of users who are joined to a room
+// that a user of server is joined to, the stream position since which they
+// have shared one without a break, as far as the current memberships tell
+// (a room shared since the later of the user's join and the earliest join
+// of a user of server still there; the earliest such room). A membership
+// that changed since (a new display name) makes it later than it may be,
+// never earlier.
+func (db *DB) SharedRoomsSince(ctx context.Context, server string, users []id.UserID) (map[id.UserID]int64, error) {
+	out := map[id.UserID]int64{}
 	suffix := ":" + server
-	err := db.read(ctx, "users_sharing_room_with", func(q querier) error {
+	err := db.read(ctx, "shared_rooms_since", func(q querier) error {
 		for chunk := range chunks(users, 200) {
 			args := []any{suffix, len(suffix)}
 			for _, u := range chunk {
@@ -366,14 +373,28 @@ func (db *DB) UsersSharingRoomWith(ctx context.Context, server string, users []i
 			}
 			// A user of server is one whose ID ends with ":" + server
 			// (the localpart has no ":").
-			got, err := column[id.UserID](q.QueryContext(ctx, `SELECT DISTINCT m.user_id FROM memberships m
-				WHERE m.membership = 'join' AND m.user_id IN (`+placeholders(3, len(chunk))+`)
-				AND EXISTS (SELECT 1 FROM memberships o WHERE o.room_nid = m.room_nid AND o.membership = 'join'
-					AND substr(o.user_id, length(o.user_id) - $2 + 1) = $1)`, args...))
+			rows, err := q.QueryContext(ctx, `SELECT user_id, MIN(CASE WHEN pos > local_pos THEN pos ELSE local_pos END) FROM (
+					SELECT m.user_id, m.stream_pos AS pos,
+						(SELECT MIN(o.stream_pos) FROM memberships o WHERE o.room_nid = m.room_nid AND o.membership = 'join'
+							AND substr(o.user_id, length(o.user_id) - $2 + 1) = $1) AS local_pos
+					FROM memberships m WHERE m.membership = 'join' AND m.user_id IN (`+placeholders(3, len(chunk))+`)
+				) shared WHERE local_pos IS NOT NULL GROUP BY user_id`, args...)
 			if err != nil {
 				return err
 			}
-			out = append(out, got...)
+			for rows.Next() {
+				var u id.UserID
+				var since int64
+				if err := rows.Scan(&u, &since); err != nil {
+					rows.Close()
+					return err
+				}
+				out[u] = since
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
 		}
 		return nil
 	})

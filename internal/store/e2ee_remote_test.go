@@ -126,7 +126,7 @@ func TestRemoteDeviceLists(t *testing.T) {
 	})
 }
 
-func TestUsersSharingRoomWith(t *testing.T) {
+func TestSharedRoomsSince(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		rs := newRooms(t, db)
@@ -140,16 +140,52 @@ func TestUsersSharingRoomWith(t *testing.T) {
 		r2 := mustRoom(t, rs, alice, room.CreateRequest{Preset: "public_chat"})
 		mustJoin(t, rs, carol, r2, room.Join)
 		mustJoin(t, rs, alice, r2, room.Leave)
-		got, err := db.UsersSharingRoomWith(ctx, searchServer, []id.UserID{bob, carol, dan, "@eve:remote.test"})
-		if err != nil || !slices.Equal(got, []id.UserID{bob}) {
-			t.Errorf("UsersSharingRoomWith(%s) = %v, %v; want [bob]", searchServer, got, err)
+		got, err := db.SharedRoomsSince(ctx, searchServer, []id.UserID{bob, carol, dan, "@eve:remote.test"})
+		if _, ok := got[bob]; err != nil || len(got) != 1 || !ok {
+			t.Errorf("SharedRoomsSince(%s) = %v, %v; want bob only", searchServer, got, err)
 		}
 		// The server name must match whole: "test" is not hs.test.
-		if got, err := db.UsersSharingRoomWith(ctx, "test", []id.UserID{bob}); err != nil || len(got) != 0 {
-			t.Errorf("UsersSharingRoomWith(test) = %v, %v; want none", got, err)
+		if got, err := db.SharedRoomsSince(ctx, "test", []id.UserID{bob}); err != nil || len(got) != 0 {
+			t.Errorf("SharedRoomsSince(test) = %v, %v; want none", got, err)
 		}
-		if got, err := db.UsersSharingRoomWith(ctx, "remote.test", []id.UserID{alice}); err != nil || !slices.Equal(got, []id.UserID{alice}) {
-			t.Errorf("UsersSharingRoomWith(remote.test, alice) = %v, %v; want [alice]", got, err)
+		if got, err := db.SharedRoomsSince(ctx, "remote.test", []id.UserID{alice}); err != nil || len(got) != 1 {
+			t.Errorf("SharedRoomsSince(remote.test, alice) = %v, %v; want alice", got, err)
+		}
+
+		// Shared since the later of the two joins; a break moves it.
+		since := func() int64 {
+			t.Helper()
+			got, err := db.SharedRoomsSince(ctx, searchServer, []id.UserID{bob})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return got[bob]
+		}
+		pos := func(u id.UserID) int64 {
+			t.Helper()
+			m, err := db.UserMembership(ctx, r1, u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return m.StreamPos
+		}
+		if got, want := since(), pos(bob); got != want || pos(alice) >= want {
+			t.Errorf("shared since %d, want bob's join at %d (after alice's at %d)", got, want, pos(alice))
+		}
+		mustJoin(t, rs, alice, r1, room.Leave)
+		mustJoin(t, rs, alice, r1, room.Join)
+		if got, want := since(), pos(alice); got != want || want <= pos(bob) {
+			t.Errorf("after alice left and came back: shared since %d, want her new join at %d", got, want)
+		}
+		// Another room shared without a break since earlier: the earliest.
+		r3 := mustRoom(t, rs, alice, room.CreateRequest{Preset: "public_chat"})
+		mustJoin(t, rs, bob, r3, room.Join)
+		m3, err := db.UserMembership(ctx, r3, bob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := since(); got != pos(alice) {
+			t.Errorf("with a second room joined later (%d): shared since %d, want %d", m3.StreamPos, got, pos(alice))
 		}
 	})
 }

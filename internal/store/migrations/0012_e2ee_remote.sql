@@ -16,6 +16,10 @@ CREATE TABLE e2ee_remote_users (
     resync_stream_id BIGINT NOT NULL DEFAULT 0,
     -- a resync stored a complete list (e2ee_remote_devices)
     has_list         BOOLEAN NOT NULL DEFAULT FALSE,
+    -- this server's stream position when that list was fetched: if the
+    -- user has not shared a room with a local user without a break since
+    -- (memberships.stream_pos), updates may have been missed
+    fetched_pos      BIGINT NOT NULL DEFAULT 0,
     -- an update was missed: the list waits for a resync (kept across
     -- restarts; the resync worker picks these rows)
     stale            BOOLEAN NOT NULL DEFAULT TRUE,
