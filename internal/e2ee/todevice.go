@@ -195,21 +195,8 @@ func (s *Service) ToDevice(ctx context.Context, user id.UserID, device id.Device
 	if device == "" {
 		return nil, nil
 	}
-	if since > 0 {
-		if err := s.db.AckToDevice(ctx, string(user), string(device), since); err != nil {
-			return nil, err
-		}
-	}
-	ms, err := s.db.ToDeviceUpTo(ctx, string(user), string(device), to, toDeviceSyncLimit+1)
+	ms, bumped, err := s.db.ToDeviceSync(ctx, string(user), string(device), since, to, toDeviceSyncLimit)
 	if err != nil || len(ms) == 0 {
-		return nil, err
-	}
-	more := len(ms) > toDeviceSyncLimit
-	if more {
-		ms = ms[:toDeviceSyncLimit]
-	}
-	bumped, err := s.db.ToDeviceDelivered(ctx, string(user), string(device), to, ms[len(ms)-1].Pos, more)
-	if err != nil {
 		return nil, err
 	}
 	if bumped > 0 {

@@ -193,12 +193,6 @@ func (db *DB) ToDeviceAfter(ctx context.Context, user, device string, afterPos i
 	return db.toDevice(ctx, user, device, afterPos, math.MaxInt64, limit)
 }
 
-// ToDeviceUpTo returns up to limit messages of the device at or below
-// stream position to, oldest first.
-func (db *DB) ToDeviceUpTo(ctx context.Context, user, device string, to int64, limit int) ([]ToDeviceMessage, error) {
-	return db.toDevice(ctx, user, device, 0, to, limit)
-}
-
 func (db *DB) toDevice(ctx context.Context, user, device string, after, to int64, limit int) ([]ToDeviceMessage, error) {
 	if limit <= 0 {
 		return nil, nil
@@ -241,18 +235,56 @@ func (db *DB) DeleteToDeviceUpTo(ctx context.Context, user, device string, pos i
 	})
 }
 
-// ToDeviceDelivered records that the /sync response whose next_batch is
-// at stream position token carried the device's messages up to position
-// upTo (see AckToDevice). With bump, it also takes a new stream position
-// and returns it (0 without): more messages wait, and the client's next
-// sync, from token, must not wait for news to get them.
-func (db *DB) ToDeviceDelivered(ctx context.Context, user, device string, token, upTo int64, bump bool) (pos int64, err error) {
-	err = db.WithTx(ctx, "to_device_delivered", func(tx *Tx) error {
-		pos = 0
+// ToDeviceSync serves a device's /sync, in two reads and at most one
+// write. It first acknowledges: the device's messages that its responses
+// with next_batch at or before stream position since carried are deleted
+// (the client synced from such a token, so it received that response).
+// Then it returns up to limit of the remaining messages at or below
+// position to, oldest first, and records that the response with
+// next_batch at to carries them. If more than limit wait, it also takes a
+// new stream position and returns it as bumped (0 otherwise): the
+// client's next sync, from to, must not wait for news to get the rest.
+func (db *DB) ToDeviceSync(ctx context.Context, user, device string, since, to int64, limit int) (msgs []ToDeviceMessage, bumped int64, err error) {
+	var acked sql.NullInt64
+	if since > 0 {
+		if err := db.read(ctx, "to_device_acked", func(q querier) error {
+			return q.QueryRowContext(ctx, `SELECT MAX(up_to) FROM to_device_deliveries WHERE user_id = $1 AND device_id = $2 AND token <= $3`,
+				user, device, since).Scan(&acked)
+		}); err != nil {
+			return nil, 0, fmt.Errorf("read to-device deliveries: %w", err)
+		}
+	}
+	// What is acknowledged is deleted below: read after it.
+	msgs, err = db.toDevice(ctx, user, device, acked.Int64, to, limit+1)
+	if err != nil {
+		return nil, 0, err
+	}
+	more := len(msgs) > limit
+	if more {
+		msgs = msgs[:limit]
+	}
+	if !acked.Valid && len(msgs) == 0 {
+		return nil, 0, nil
+	}
+	err = db.WithTx(ctx, "to_device_sync", func(tx *Tx) error {
+		bumped = 0
+		if acked.Valid {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM to_device_messages WHERE user_id = $1 AND device_id = $2 AND pos <= $3`,
+				user, device, acked.Int64); err != nil {
+				return fmt.Errorf("delete delivered to-device messages: %w", err)
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM to_device_deliveries WHERE user_id = $1 AND device_id = $2 AND token <= $3`,
+				user, device, since); err != nil {
+				return fmt.Errorf("delete to-device deliveries: %w", err)
+			}
+		}
+		if len(msgs) == 0 {
+			return nil
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO to_device_deliveries (user_id, device_id, token, up_to) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (user_id, device_id, token) DO UPDATE SET
 				up_to = CASE WHEN excluded.up_to > to_device_deliveries.up_to THEN excluded.up_to ELSE to_device_deliveries.up_to END`,
-			user, device, token, upTo); err != nil {
+			user, device, to, msgs[len(msgs)-1].Pos); err != nil {
 			return fmt.Errorf("record to-device delivery: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM to_device_deliveries WHERE user_id = $1 AND device_id = $2
@@ -260,49 +292,17 @@ func (db *DB) ToDeviceDelivered(ctx context.Context, user, device string, token,
 			user, device, toDeviceDeliveriesKept-1); err != nil {
 			return fmt.Errorf("prune to-device deliveries: %w", err)
 		}
-		if bump {
+		if more {
 			var err error
-			pos, err = tx.NextStreamPos(ctx)
+			bumped, err = tx.NextStreamPos(ctx)
 			return err
 		}
 		return nil
 	})
-	return pos, err
-}
-
-// AckToDevice deletes what the device's /sync responses with next_batch
-// at or before stream position since carried: the client synced from
-// such a token, so it received that response. It writes only when there
-// is something to delete.
-func (db *DB) AckToDevice(ctx context.Context, user, device string, since int64) error {
-	const q = `SELECT MAX(up_to) FROM to_device_deliveries WHERE user_id = $1 AND device_id = $2 AND token <= $3`
-	var upTo sql.NullInt64
-	if err := db.read(ctx, "to_device_acked", func(r querier) error {
-		return r.QueryRowContext(ctx, q, user, device, since).Scan(&upTo)
-	}); err != nil {
-		return fmt.Errorf("read to-device deliveries: %w", err)
+	if err != nil {
+		return nil, 0, err
 	}
-	if !upTo.Valid {
-		return nil
-	}
-	return db.WithTx(ctx, "ack_to_device", func(tx *Tx) error {
-		var upTo sql.NullInt64
-		if err := tx.QueryRowContext(ctx, q, user, device, since).Scan(&upTo); err != nil {
-			return fmt.Errorf("read to-device deliveries: %w", err)
-		}
-		if !upTo.Valid {
-			return nil // a concurrent sync acknowledged them
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM to_device_messages WHERE user_id = $1 AND device_id = $2 AND pos <= $3`,
-			user, device, upTo.Int64); err != nil {
-			return fmt.Errorf("delete delivered to-device messages: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM to_device_deliveries WHERE user_id = $1 AND device_id = $2 AND token <= $3`,
-			user, device, since); err != nil {
-			return fmt.Errorf("delete to-device deliveries: %w", err)
-		}
-		return nil
-	})
+	return msgs, bumped, nil
 }
 
 // DeleteToDeviceOfGoneDevices deletes the messages, deliveries and

@@ -98,38 +98,46 @@ func TestToDevice(t *testing.T) {
 			t.Errorf("PutToDevice to nobody = %d, %v, %v; want 0, nil, nil", pos, users, err)
 		}
 
-		ms, err := db.ToDeviceUpTo(ctx, "@bob:hs", "B1", pos1, 10)
-		if err != nil || len(ms) != 1 {
-			t.Fatalf("ToDeviceUpTo(pos1) = %v, %v; want the first message only", contents(ms), err)
+		ms, bumped, err := db.ToDeviceSync(ctx, "@bob:hs", "B1", 0, pos1, 10)
+		if err != nil || len(ms) != 1 || bumped != 0 {
+			t.Fatalf("ToDeviceSync(to pos1) = %v, %d, %v; want the first message only", contents(ms), bumped, err)
 		}
 		ms, err = db.ToDeviceAfter(ctx, "@bob:hs", "B1", 0, 2)
 		if got := fmt.Sprint(contents(ms)); err != nil || got != `[{"n":"all"} {"i":1}]` {
 			t.Fatalf("ToDeviceAfter(limit 2) = %s, %v", got, err)
 		}
 
-		// Deliveries and acknowledgements: the response at token T1
-		// carried the first two; a sync from an older token deletes
-		// nothing; one from T1 deletes them.
-		cur, _ := db.StreamPos(ctx)
-		t1 := cur
-		if p, err := db.ToDeviceDelivered(ctx, "@bob:hs", "B1", t1, ms[1].Pos, false); err != nil || p != 0 {
-			t.Fatalf("ToDeviceDelivered = %d, %v", p, err)
+		// A sync at token t1 with a limit of 2 returns the first two and,
+		// as a third waits, a new position.
+		t1, _ := db.StreamPos(ctx)
+		ms, bumped, err = db.ToDeviceSync(ctx, "@bob:hs", "B1", 0, t1, 2)
+		if got := fmt.Sprint(contents(ms)); err != nil || got != `[{"n":"all"} {"i":1}]` || bumped <= t1 {
+			t.Fatalf("ToDeviceSync(limit 2) = %s, %d, %v; want the first two and a new position", got, bumped, err)
 		}
-		if err := db.AckToDevice(ctx, "@bob:hs", "B1", t1-1); err != nil {
-			t.Fatalf("AckToDevice(older): %v", err)
+		// From an older since (the response was lost): the same again.
+		ms, _, err = db.ToDeviceSync(ctx, "@bob:hs", "B1", pos1-1, t1, 2)
+		if got := fmt.Sprint(contents(ms)); err != nil || got != `[{"n":"all"} {"i":1}]` {
+			t.Fatalf("ToDeviceSync from an older since = %s, %v; want the same two", got, err)
 		}
-		if ms, _ := db.ToDeviceAfter(ctx, "@bob:hs", "B1", 0, 10); len(ms) != 3 {
-			t.Fatalf("after an acknowledgement of an older token: %v; want all 3", contents(ms))
-		}
-		bumped, err := db.ToDeviceDelivered(ctx, "@bob:hs", "B1", t1, ms[1].Pos, true)
-		if err != nil || bumped <= t1 {
-			t.Fatalf("ToDeviceDelivered(bump) = %d, %v; want a new position", bumped, err)
-		}
-		if err := db.AckToDevice(ctx, "@bob:hs", "B1", t1); err != nil {
-			t.Fatalf("AckToDevice: %v", err)
+		// From t1: acknowledged, the third comes; nothing waits beyond it.
+		t2 := bumped
+		ms, bumped, err = db.ToDeviceSync(ctx, "@bob:hs", "B1", t1, t2, 2)
+		if got := fmt.Sprint(contents(ms)); err != nil || got != `[{"i":2}]` || bumped != 0 {
+			t.Fatalf("ToDeviceSync from t1 = %s, %d, %v; want the third only", got, bumped, err)
 		}
 		if ms, _ := db.ToDeviceAfter(ctx, "@bob:hs", "B1", 0, 10); fmt.Sprint(contents(ms)) != `[{"i":2}]` {
 			t.Fatalf("after the acknowledgement: %v; want the third only", contents(ms))
+		}
+		// Retried from t1: the third again, the first two stay deleted.
+		if ms, _, _ := db.ToDeviceSync(ctx, "@bob:hs", "B1", t1, t2, 2); fmt.Sprint(contents(ms)) != `[{"i":2}]` {
+			t.Fatalf("ToDeviceSync retried from t1 = %v; want the third only", contents(ms))
+		}
+		// From t2: all acknowledged, nothing left.
+		if ms, _, err := db.ToDeviceSync(ctx, "@bob:hs", "B1", t2, t2, 2); err != nil || len(ms) != 0 {
+			t.Fatalf("ToDeviceSync from t2 = %v, %v; want nothing", contents(ms), err)
+		}
+		if ms, _ := db.ToDeviceAfter(ctx, "@bob:hs", "B1", 0, 10); len(ms) != 0 {
+			t.Fatalf("after acknowledging t2: %v", contents(ms))
 		}
 		if err := db.DeleteToDeviceUpTo(ctx, "@bob:hs", "B2", pos1); err != nil {
 			t.Fatalf("DeleteToDeviceUpTo: %v", err)
@@ -139,6 +147,9 @@ func TestToDevice(t *testing.T) {
 		}
 
 		// Deleted devices: B3 is gone from the devices table, B1 stays.
+		if _, err := in("remote.test", "m9", `{"i":9}`); err != nil {
+			t.Fatal(err)
+		}
 		if err := db.DeleteDevices(ctx, "bob", []string{"B3"}); err != nil {
 			t.Fatal(err)
 		}
@@ -175,29 +186,29 @@ func TestToDeviceDeliveriesKept(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		mustDevices(t, db, map[string][]string{"bob": {"B1"}})
+		// 15 messages, each read by a sync from the initial token (the
+		// client never acknowledges) at its own token: 15 responses.
+		var tokens []int64
 		for i := range 15 {
-			pos, _, err := db.PutToDevice(ctx, store.ToDeviceBatch{Sender: "@a:hs", Type: "m.t",
-				Recipients: []store.ToDeviceRecipient{{UserID: "@bob:hs", Localpart: "bob", All: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))}}})
-			if err != nil {
+			if _, _, err := db.PutToDevice(ctx, store.ToDeviceBatch{Sender: "@a:hs", Type: "m.t",
+				Recipients: []store.ToDeviceRecipient{{UserID: "@bob:hs", Localpart: "bob", All: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))}}}); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := db.ToDeviceDelivered(ctx, "@bob:hs", "B1", 1000+int64(i), pos, false); err != nil {
-				t.Fatal(err)
+			to, _ := db.StreamPos(ctx)
+			ms, _, err := db.ToDeviceSync(ctx, "@bob:hs", "B1", 0, to, 100)
+			if err != nil || len(ms) != i+1 {
+				t.Fatalf("sync %d: %d messages, %v; want %d", i, len(ms), err, i+1)
 			}
+			tokens = append(tokens, to)
 		}
-		// The oldest responses are forgotten: acknowledging token 1002
+		// The oldest responses are forgotten: acknowledging the third
 		// deletes nothing.
-		if err := db.AckToDevice(ctx, "@bob:hs", "B1", 1002); err != nil {
-			t.Fatal(err)
+		if ms, _, err := db.ToDeviceSync(ctx, "@bob:hs", "B1", tokens[2], tokens[14], 100); err != nil || len(ms) != 15 {
+			t.Fatalf("after acknowledging a forgotten response: %d messages, %v; want 15", len(ms), err)
 		}
-		if ms, _ := db.ToDeviceAfter(ctx, "@bob:hs", "B1", 0, 100); len(ms) != 15 {
-			t.Fatalf("after acknowledging a forgotten response: %d messages, want 15", len(ms))
-		}
-		if err := db.AckToDevice(ctx, "@bob:hs", "B1", 1006); err != nil {
-			t.Fatal(err)
-		}
-		if ms, _ := db.ToDeviceAfter(ctx, "@bob:hs", "B1", 0, 100); len(ms) != 8 {
-			t.Fatalf("after acknowledging response 1006: %d messages, want 8", len(ms))
+		// The seventh is remembered: its 7 messages go.
+		if ms, _, err := db.ToDeviceSync(ctx, "@bob:hs", "B1", tokens[6], tokens[14], 100); err != nil || len(ms) != 8 {
+			t.Fatalf("after acknowledging response 7: %d messages, %v; want 8", len(ms), err)
 		}
 	})
 }
