@@ -14,6 +14,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"polder.dev/polder/internal/config"
 	fed "polder.dev/polder/internal/federation"
 	"polder.dev/polder/internal/hstest"
 	"polder.dev/polder/internal/store/storetest"
@@ -521,4 +522,22 @@ func TestToDeviceFederationEDUs(t *testing.T) {
 			})
 		})
 	}
+}
+
+// Without federation, messages for users of other servers are dropped
+// (the request still succeeds, local recipients get theirs).
+func TestSendToDeviceNoFederation(t *testing.T) {
+	t.Parallel()
+	hstest.Each(t, hstest.Options{Config: func(c *config.Config) { c.FederationEnabled = false }}, func(t *testing.T, hs *hstest.Server) {
+		alice := hs.Register(t, "alice", "pw")
+		bob := hs.Register(t, "bob", "pw")
+		_, tok := toDeviceSync(t, bob, "", 0)
+		hstest.MustOK(t, sendToDevice(t, alice, "m.test", "t1", map[string]map[string]any{
+			"@x:elsewhere.test": {"*": nmsg("remote")},
+			bob.UserID:          {"*": nmsg("local")},
+		}))
+		if got, _ := toDeviceSync(t, bob, tok, 0); !slices.Equal(got, []string{"local"}) {
+			t.Errorf("bob's to_device = %v, want [local]", got)
+		}
+	})
 }
