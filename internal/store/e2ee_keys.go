@@ -674,13 +674,25 @@ func (db *DB) DeviceListChanges(ctx context.Context, user id.UserID, from, to in
 			changedSet[u] = true
 		}
 		// Membership changes: user's own in (from, to] (every member of
-		// the room), and others' in user's joined rooms.
-		mrows, err := q.QueryContext(ctx, `SELECT o.user_id, o.membership, m.membership, m.stream_pos > $2 AND m.stream_pos <= $3,
-			EXISTS (SELECT 1 FROM memberships a JOIN memberships b ON b.room_nid = a.room_nid
-				WHERE a.user_id = $1 AND a.membership = 'join' AND b.user_id = o.user_id AND b.membership = 'join')
+		// the room), from its memberships; others' in the rooms user is
+		// joined to, from the member events in (from, to] (the stream
+		// position index bounds the work by the changes, not by the size
+		// of user's rooms). shares (whether the other user still shares a
+		// joined room with user) is computed only where it decides.
+		const shares = `EXISTS (SELECT 1 FROM memberships a JOIN memberships b ON b.room_nid = a.room_nid
+			WHERE a.user_id = $1 AND a.membership = 'join' AND b.user_id = o.user_id AND b.membership = 'join')`
+		mrows, err := q.QueryContext(ctx, `SELECT o.user_id, o.membership, m.membership, TRUE,
+				CASE WHEN m.membership <> 'join' AND o.membership = 'join' THEN `+shares+` ELSE FALSE END
 			FROM memberships m JOIN memberships o ON o.room_nid = m.room_nid
-			WHERE m.user_id = $1 AND o.user_id <> $1 AND (m.stream_pos > $2 AND m.stream_pos <= $3
-				OR m.membership = 'join' AND o.stream_pos > $2 AND o.stream_pos <= $3)`,
+			WHERE m.user_id = $1 AND m.stream_pos > $2 AND m.stream_pos <= $3 AND o.user_id <> $1
+			UNION ALL
+			SELECT o.user_id, o.membership, 'join', FALSE,
+				CASE WHEN o.membership IN ('leave', 'ban') THEN `+shares+` ELSE FALSE END
+			FROM events e
+			JOIN memberships o ON o.room_nid = e.room_nid AND o.user_id = e.state_key AND o.stream_pos = e.stream_pos
+			JOIN memberships m ON m.room_nid = e.room_nid AND m.user_id = $1 AND m.membership = 'join'
+			WHERE e.stream_pos > $2 AND e.stream_pos <= $3 AND e.type = 'm.room.member' AND e.state_key <> $1
+				AND m.stream_pos <= $2`,
 			string(user), from, to)
 		if err != nil {
 			return fmt.Errorf("device list membership changes: %w", err)
@@ -705,7 +717,8 @@ func (db *DB) DeviceListChanges(ctx context.Context, user id.UserID, from, to in
 				if (mine == "leave" || mine == "ban") && theirs == "join" && !shares {
 					leftSet[other] = true
 				}
-			case theirs == "join":
+			case theirs == "join" || theirs == "invite" || theirs == "knock":
+				// As Synapse: invited users get room keys too.
 				changedSet[other] = true
 			case theirs == "leave" || theirs == "ban":
 				if !shares {

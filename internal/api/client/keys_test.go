@@ -629,6 +629,21 @@ func TestKeysDeviceLists(t *testing.T) {
 			t.Errorf("query after deletion: the deleted device's keys are still there")
 		}
 
+		// alice invites carol back: an invited user gets room keys too. She
+		// joins and is kicked: gone again.
+		hstest.MustOK(t, alice.Do(t, "POST", roomPath(room, "/invite"), map[string]any{"user_id": carol.UserID}))
+		dl, next = syncDeviceLists(t, bob, tok)
+		if !slices.Contains(dl.Changed, carol.UserID) {
+			t.Errorf("bob's sync after carol was invited: %+v, want carol changed", dl)
+		}
+		tok = next
+		hstest.MustOK(t, carol.Do(t, "POST", c3+"/join/"+url.PathEscape(room), map[string]any{}))
+		_, tok = syncDeviceLists(t, bob, tok)
+		hstest.MustOK(t, alice.Do(t, "POST", roomPath(room, "/kick"), map[string]any{"user_id": carol.UserID}))
+		if dl, _ := syncDeviceLists(t, bob, tok); !slices.Contains(dl.Left, carol.UserID) {
+			t.Errorf("bob's sync after carol was kicked: %+v, want carol left", dl)
+		}
+
 		// Errors of /keys/changes.
 		hstest.MustErr(t, bob.Do(t, "GET", keysPath+"/changes", nil), 400, "M_MISSING_PARAM")
 		hstest.MustErr(t, bob.Do(t, "GET", keysPath+"/changes?from=bogus", nil), 400, "M_INVALID_PARAM")
