@@ -26,6 +26,9 @@ import (
 // one server.
 const queryResyncs = 4
 
+// askParallel bounds the servers a query or claim asks at once.
+const askParallel = 32
+
 // queryAnswer is what one server gave to a key query.
 type queryAnswer struct {
 	lists []store.RemoteDeviceList          // lists fetched with /user/devices
@@ -54,7 +57,8 @@ func (s *Service) queryRemoteUsers(ctx context.Context, want map[id.UserID][]id.
 	initQueryResponse(out)
 	shared, err := s.db.SharedRoomsSince(ctx, s.cfg.ServerName, users)
 	if err != nil {
-		s.log.Warn("query remote keys: shared rooms", "err", err) // everyone is asked live
+		// Everyone is asked live, and no list forgotten.
+		s.log.Warn("query remote keys: shared rooms", "err", err)
 		shared = nil
 	}
 	lists, states, err := s.db.RemoteDeviceLists(ctx, users)
@@ -82,7 +86,7 @@ func (s *Service) queryRemoteUsers(ctx context.Context, want map[id.UserID][]id.
 			addServer(server)
 			resyncs[server] = append(resyncs[server], u)
 		default:
-			if cached {
+			if cached && shared != nil {
 				gone = append(gone, u) // its updates no longer come here
 			}
 			addServer(server)
@@ -333,17 +337,26 @@ func (s *Service) claimRemoteUsers(ctx context.Context, want map[id.UserID]map[i
 	}
 }
 
-// askServers runs ask for each server in parallel and returns the answers
-// given before ctx ended (the others are missing). An ask still running
-// then ends soon after, with ctx.
+// askServers runs ask for each server in parallel (at most askParallel
+// at once) and returns the answers given before ctx ended (the others are
+// missing). An ask still running then ends soon after, with ctx.
 func askServers[T any](ctx context.Context, servers []string, ask func(ctx context.Context, server string) T) map[string]T {
 	type answer struct {
 		server string
 		v      T
 	}
 	ch := make(chan answer, len(servers)) // asks never block on sending
+	sem := make(chan struct{}, askParallel)
 	for _, server := range servers {
-		go func() { ch <- answer{server, ask(ctx, server)} }()
+		go func() {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-sem }()
+			ch <- answer{server, ask(ctx, server)}
+		}()
 	}
 	out := make(map[string]T, len(servers))
 	for range servers {

@@ -1,7 +1,6 @@
 package e2ee
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -318,7 +317,7 @@ func (s *Service) doResync(ctx context.Context, user id.UserID) (store.RemoteDev
 	}
 	l := listFromResponse(resp)
 	l.FetchedPos = pos
-	prev, found, stale, err := s.db.ReplaceRemoteDeviceList(ctx, l)
+	stale, err := s.db.ReplaceRemoteDeviceList(ctx, l)
 	if err != nil {
 		return store.RemoteDeviceList{}, err
 	}
@@ -326,10 +325,12 @@ func (s *Service) doResync(ctx context.Context, user id.UserID) (store.RemoteDev
 	if stale {
 		s.remote.kick()
 	}
-	if !found || !sameDeviceList(prev, l) {
-		if err := s.markDeviceListChanged(ctx, user); err != nil {
-			return l, err
-		}
+	// Reported even when nothing changed, as Synapse does: the list was
+	// not known, or an update was missed.
+	if err := s.markDeviceListChanged(ctx, user); err != nil {
+		// Stale again, so that the worker tries again (the change must
+		// reach the clients).
+		return store.RemoteDeviceList{}, errors.Join(err, s.db.MarkRemoteDeviceListsStale(ctx, []id.UserID{user}))
 	}
 	return l, nil
 }
@@ -359,19 +360,4 @@ func listFromResponse(resp *federation.UserDevicesResponse) store.RemoteDeviceLi
 		l.SelfSigningKey = resp.SelfSigningKey
 	}
 	return l
-}
-
-// sameDeviceList reports whether two lists (devices in device ID order)
-// hold the same devices and keys.
-func sameDeviceList(a, b store.RemoteDeviceList) bool {
-	if len(a.Devices) != len(b.Devices) || !bytes.Equal(a.MasterKey, b.MasterKey) || !bytes.Equal(a.SelfSigningKey, b.SelfSigningKey) {
-		return false
-	}
-	for i := range a.Devices {
-		x, y := a.Devices[i], b.Devices[i]
-		if x.DeviceID != y.DeviceID || x.DisplayName != y.DisplayName || !bytes.Equal(x.Keys, y.Keys) {
-			return false
-		}
-	}
-	return true
 }

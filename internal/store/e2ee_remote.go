@@ -164,8 +164,8 @@ func (db *DB) MarkRemoteDeviceListsStale(ctx context.Context, users []id.UserID)
 // resync) and clears the stale mark, unless an EDU newer than l.StreamID
 // came while the list was stale; then the list stays stale (once: the
 // remembered stream_id is cleared) and ReplaceRemoteDeviceList returns
-// true. It returns the list it replaced (found false if there was none).
-func (db *DB) ReplaceRemoteDeviceList(ctx context.Context, l RemoteDeviceList) (prev RemoteDeviceList, found, stale bool, err error) {
+// true.
+func (db *DB) ReplaceRemoteDeviceList(ctx context.Context, l RemoteDeviceList) (stale bool, err error) {
 	err = db.WithTx(ctx, "replace_remote_device_list", func(tx *Tx) error {
 		var st RemoteListState
 		var pending int64
@@ -176,12 +176,6 @@ func (db *DB) ReplaceRemoteDeviceList(ctx context.Context, l RemoteDeviceList) (
 		err := tx.QueryRowContext(ctx, q, string(l.UserID)).Scan(&st.StreamID, &st.ResyncStreamID, &st.HasList, &st.Stale, &pending)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("read remote list state: %w", err)
-		}
-		if err == nil && st.HasList {
-			if prev, err = remoteDeviceList(ctx, tx, l.UserID); err != nil {
-				return err
-			}
-			found = true
 		}
 		stale = st.Stale && pending > l.StreamID
 		if _, err := tx.ExecContext(ctx, `INSERT INTO e2ee_remote_users (user_id, server_name, stream_id, resync_stream_id, has_list, fetched_pos,
@@ -205,7 +199,7 @@ func (db *DB) ReplaceRemoteDeviceList(ctx context.Context, l RemoteDeviceList) (
 		}
 		return nil
 	})
-	return prev, found, stale, err
+	return stale, err
 }
 
 // SetRemoteCrossSigningKeys replaces a remote user's master key and
@@ -296,34 +290,6 @@ func (db *DB) RemoteDeviceLists(ctx context.Context, users []id.UserID) (map[id.
 		return nil
 	})
 	return lists, states, err
-}
-
-// remoteDeviceList reads a user's cached list in tx.
-func remoteDeviceList(ctx context.Context, q querier, user id.UserID) (RemoteDeviceList, error) {
-	l := RemoteDeviceList{UserID: user}
-	var master, ssk []byte
-	err := q.QueryRowContext(ctx, `SELECT stream_id, fetched_pos, master_key, self_signing_key FROM e2ee_remote_users WHERE user_id = $1`,
-		string(user)).Scan(&l.StreamID, &l.FetchedPos, &master, &ssk)
-	if err != nil {
-		return l, notFound(err)
-	}
-	l.MasterKey, l.SelfSigningKey = remoteJSONCol(master), remoteJSONCol(ssk)
-	rows, err := q.QueryContext(ctx, `SELECT device_id, display_name, device_keys FROM e2ee_remote_devices WHERE user_id = $1 ORDER BY device_id`, string(user))
-	if err != nil {
-		return l, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var d RemoteDevice
-		var name sql.NullString
-		var keys []byte
-		if err := rows.Scan(&d.DeviceID, &name, &keys); err != nil {
-			return l, err
-		}
-		d.DisplayName, d.Keys = name.String, remoteJSONCol(keys)
-		l.Devices = append(l.Devices, d)
-	}
-	return l, rows.Err()
 }
 
 // StaleRemoteUsers returns up to limit remote users whose lists wait for a
