@@ -9,9 +9,12 @@ package e2ee
 // An update applies when every update it follows (prev_id) is in the
 // list; otherwise one was missed, the list is marked stale (persisted),
 // and a worker (remote_resync.go) fetches the whole list again with GET
-// /user/devices. A list that is complete and not stale is "tracked" and
-// answers /keys/query without asking the remote (remote_query.go); the
-// others are fetched live. This follows Synapse's DeviceListUpdater.
+// /user/devices. A list that is complete, not stale, and fetched since the
+// user last began sharing a room with a local user (see trusted) answers
+// /keys/query without asking the remote (remote_query.go); the others are
+// fetched live. Lists of users who share no room any more are forgotten
+// when met (a query, the worker). This follows Synapse's
+// DeviceListUpdater.
 
 import (
 	"context"
