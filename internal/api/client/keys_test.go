@@ -817,3 +817,25 @@ func TestKeysFederation(t *testing.T) {
 		t.Errorf("device list update after deletion %s: want deleted, stream_id 4, prev_id [3]", updates[3])
 	}
 }
+
+// Guests may upload, query and claim keys (as Synapse allows): they can
+// join encrypted rooms.
+func TestKeysGuests(t *testing.T) {
+	t.Parallel()
+	hstest.Each(t, hstest.Options{Guests: true}, func(t *testing.T, hs *hstest.Server) {
+		m := hstest.MustOK(t, hs.Anon().Do(t, "POST", c3+"/register?kind=guest", map[string]any{}))
+		guest := &hstest.Client{HS: hs, UserID: hstest.Str(t, m, "user_id"), DeviceID: hstest.Str(t, m, "device_id"), AccessToken: hstest.Str(t, m, "access_token")}
+		counts := uploadKeys(t, guest, map[string]any{
+			"device_keys":   deviceKeys(t, guest, newEdKey(t)),
+			"one_time_keys": map[string]any{"signed_curve25519:A": otk("A")},
+		})
+		if counts["signed_curve25519"] != 1 {
+			t.Errorf("guest upload: counts %v", counts)
+		}
+		if q := queryKeys(t, guest, map[string][]string{guest.UserID: {}}); q.DeviceKeys[guest.UserID][guest.DeviceID] == nil {
+			t.Errorf("guest query of itself: %+v", q.DeviceKeys)
+		}
+		hstest.MustOK(t, guest.Do(t, "POST", keysPath+"/claim", map[string]any{"one_time_keys": map[string]any{}}))
+		hstest.MustOK(t, guest.Do(t, "GET", keysPath+"/changes?from=s0_0", nil))
+	})
+}
