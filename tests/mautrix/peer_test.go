@@ -53,22 +53,52 @@ type peer struct {
 }
 
 // logWriter forwards zerolog output to t.Log until the test ends (a log
-// line after that would panic the test binary).
+// line after that would panic the test binary), and keeps the warnings and
+// errors that are not on benignWarnings.
 type logWriter struct {
 	t    *testing.T
 	name string
 
-	mu     sync.Mutex
-	closed bool
+	mu       sync.Mutex
+	closed   bool
+	warnings []string
+}
+
+// benignWarnings are the messages of mautrix warnings that a working
+// exchange logs: the first pass of sharing a room key before one-time keys
+// are claimed, and the long-poll /sync cancelled when a peer stops.
+var benignWarnings = []string{
+	" WRN Didn't find olm session to encrypt group session ",
+	" WRN Request canceled ",
 }
 
 func (w *logWriter) Write(p []byte) (int, error) {
+	line := strings.TrimRight(string(p), "\n")
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.closed {
-		w.t.Logf("[%s] %s", w.name, strings.TrimRight(string(p), "\n"))
+	if w.closed {
+		return len(p), nil
+	}
+	w.t.Logf("[%s] %s", w.name, line)
+	if strings.Contains(line, " WRN ") || strings.Contains(line, " ERR ") {
+		benign := false
+		for _, b := range benignWarnings {
+			benign = benign || strings.Contains(line, b)
+		}
+		if !benign {
+			w.warnings = append(w.warnings, line)
+		}
 	}
 	return len(p), nil
+}
+
+// unexpected returns the warnings and errors mautrix logged that are not
+// benign: a duplicate to-device message, a failed key upload or device
+// list fetch, an OTK count for someone else, and so on.
+func (w *logWriter) unexpected() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.warnings
 }
 
 func (w *logWriter) close() {
@@ -156,6 +186,9 @@ func newPeer(t *testing.T, name string, c *hstest.Client) *peer {
 	go func() { p.done <- cli.SyncWithContext(sctx) }()
 	t.Cleanup(func() {
 		p.stop()
+		if w := lw.unexpected(); len(w) > 0 {
+			t.Errorf("%s: mautrix logged warnings or errors:\n%s", name, strings.Join(w, "\n"))
+		}
 		lw.close()
 	})
 	return p
