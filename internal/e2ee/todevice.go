@@ -315,7 +315,8 @@ func toDeviceRecipient(user id.UserID, devs map[id.DeviceID]json.RawMessage) sto
 // EDUs of at most toDeviceMaxEDU bytes each, in (user, device) order. A
 // user's devices may be spread over several EDUs. Each EDU's message_id
 // is a hash of key and its messages. Errors: M_TOO_LARGE if one message
-// cannot fit (only with IDs far beyond the limits checked before).
+// cannot fit: a content under toDeviceMaxContent may still grow too much
+// on the wire, where json.Marshal writes <, > and & as \u003c and so on.
 func toDeviceEDUs(sender id.UserID, typ, key string, msgs map[id.UserID]map[id.DeviceID]json.RawMessage) ([]federation.EDU, error) {
 	// The size of an EDU without messages, with a message ID of the
 	// length toDeviceMessageID gives.
