@@ -55,6 +55,9 @@ func TestMegolmGoToGo(t *testing.T) {
 		if got.Mautrix.ForwardedKeys {
 			t.Errorf("bob: the room key of %s was forwarded, want it from alice's own Olm message", ev)
 		}
+		if src := got.Mautrix.TrustSource; src == nil || src.DeviceID != alice.deviceID() || src.IdentityKey != alice.mach.OwnIdentity().IdentityKey {
+			t.Errorf("bob: %s decrypted with a room key from %+v, want alice's device %s", ev, src, alice.deviceID())
+		}
 
 		// Bob → Alice: a session of Bob's own, over an Olm session Bob
 		// creates with one of Alice's one-time keys.

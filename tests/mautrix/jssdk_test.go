@@ -293,7 +293,10 @@ func TestMegolmGoToJS(t *testing.T) {
 			EventID string `json:"event_id"`
 		}
 		js.expect("sent", &sent, 30*time.Second)
-		alice.expectMessage(roomID, carol, id.EventID(sent.EventID), "hello go, from js")
+		dec := alice.expectMessage(roomID, carol, id.EventID(sent.EventID), "hello go, from js")
+		if src := dec.Mautrix.TrustSource; src == nil || src.DeviceID != id.DeviceID(ready.DeviceID) || src.IdentityKey.String() != ready.Curve25519 {
+			t.Errorf("alice: %s decrypted with a room key from %+v, want carol's device %s (curve25519 %s)", sent.EventID, src, ready.DeviceID, ready.Curve25519)
+		}
 
 		// Once more each way, on the established sessions.
 		ev = alice.send(roomID, "second from go")
