@@ -198,6 +198,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		OnDevicesDeleted: func(ctx context.Context, u id.UserID, devs []id.DeviceID) error {
 			return s.E2EE.DevicesDeleted(ctx, u, devs)
 		},
+		OnDeactivated: func(ctx context.Context, u id.UserID) error {
+			return s.E2EE.DeleteAllBackups(ctx, u)
+		},
 		OnDeviceRenamed: func(ctx context.Context, u id.UserID, dev id.DeviceID) error {
 			return s.E2EE.DeviceRenamed(ctx, u, dev)
 		},

@@ -57,6 +57,11 @@ func (s *Service) Deactivate(ctx context.Context, localpart string) error {
 	}
 	s.toks.forget(localpart, "")
 	s.devicesDeleted(ctx, s.UserID(localpart), nil)
+	if s.cfg.OnDeactivated != nil {
+		if err := s.cfg.OnDeactivated(context.WithoutCancel(ctx), s.UserID(localpart)); err != nil {
+			s.log.Warn("clean up after deactivating an account", "user_id", s.UserID(localpart), "err", err)
+		}
+	}
 	s.log.Info("deactivated user", "user_id", s.UserID(localpart))
 	return nil
 }

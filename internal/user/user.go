@@ -42,6 +42,9 @@ type Config struct {
 	// all of the user's. The E2EE service drops their keys and messages
 	// and reports the change. Its error is logged: the deletion stands.
 	OnDevicesDeleted func(ctx context.Context, user id.UserID, devices []id.DeviceID) error
+	// OnDeactivated is called after an account was deactivated (after
+	// OnDevicesDeleted): the E2EE service deletes its key backups.
+	OnDeactivated func(ctx context.Context, user id.UserID) error
 	// OnDeviceRenamed is called after a device's display name changed.
 	OnDeviceRenamed func(ctx context.Context, user id.UserID, device id.DeviceID) error
 }
