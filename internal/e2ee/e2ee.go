@@ -9,11 +9,13 @@
 // the clients sent them and handed out unchanged. It checks only what the
 // spec asks of it (the owner of a key, signatures on uploaded keys, sizes).
 //
-// Files: keys.go (upload, query, claim, changes, cross-signing),
-// devicelists.go (the device list stream: sync's device_lists, outbound
-// EDUs), remote.go (users of other servers: queries, claims, inbound
-// device list and signing key EDUs, resync), todevice.go (send-to-device),
-// backup.go (key backup), dehydrated.go (MSC3814).
+// Files: keys.go (upload, query, claim, changes), keys_crosssign.go
+// (cross-signing keys and signatures), keys_json.go (checks of signed key
+// objects), devicelists.go (the device list stream: sync's device_lists,
+// outbound EDUs), remote.go, remote_query.go and remote_resync.go (users
+// of other servers: the device list cache kept by inbound EDUs and
+// resyncs, queries and claims), todevice.go (send-to-device), backup.go
+// (key backup), dehydrated.go (MSC3814).
 //
 // Imported by api/client, api/federation and server; it reads and writes
 // through store and wakes /sync through notify.
