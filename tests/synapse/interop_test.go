@@ -310,6 +310,7 @@ func TestInterop(t *testing.T) {
 		{"receiptR2", []string{"msgR2"}, "alice sees bob's read receipt in R2", receipt(bob, alice, &r2)},
 		{"profileAlice", []string{"joinR1", "joinR2"}, "bob sees alice's new display name in R1 and R2, and in her profile", profile(alice, bob)},
 		{"profileBob", []string{"joinR1", "joinR2"}, "alice sees bob's new display name in R1 and R2, and in his profile", profile(bob, alice)},
+		{"e2ee", []string{"joinR1", "joinR2"}, "end-to-end encryption keys and to-device messages both ways (e2ee_test.go)", e2eeSteps(e, alice, bob)},
 		{"leaveR1", []string{"joinR1"}, "bob leaves R1 (Synapse: make_leave, send_leave to Polder); alice sees it", leave(bob, alice, &r1)},
 		{"leaveR2", []string{"joinR2"}, "alice leaves R2 (Polder: make_leave, send_leave to Synapse); bob sees it", leave(alice, bob, &r2)},
 	})
