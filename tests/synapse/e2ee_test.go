@@ -98,6 +98,8 @@ type device struct {
 	since   string         // this test's own /sync position for the device
 	toDev   []event        // to-device events its /sync returned
 	changed []string       // device_lists.changed its /sync returned
+	left    []string       // device_lists.left its /sync returned
+	cs      *crossSigning  // the user's cross-signing keys, once uploaded
 }
 
 func (d *device) String() string { return d.u.local + "'s device " + d.id + " (" + d.u.srv.label + ")" }
@@ -212,6 +214,7 @@ func (d *device) sync(t *testing.T, timeout time.Duration) {
 		} `json:"to_device"`
 		DeviceLists struct {
 			Changed []string `json:"changed"`
+			Left    []string `json:"left"`
 		} `json:"device_lists"`
 	}
 	if err := json.Unmarshal(data, &r); err != nil {
@@ -219,6 +222,7 @@ func (d *device) sync(t *testing.T, timeout time.Duration) {
 	}
 	if d.since != "" { // an initial sync's changed lists are not news
 		d.changed = append(d.changed, r.DeviceLists.Changed...)
+		d.left = append(d.left, r.DeviceLists.Left...)
 	}
 	d.toDev = append(d.toDev, r.ToDevice.Events...)
 	d.since = r.NextBatch
@@ -277,7 +281,8 @@ func checkDeviceKeys(got map[string]any, other *device) string {
 }
 
 // claim claims one signed_curve25519 key of other as d (POST /keys/claim)
-// and returns its key ID, checking it is one that other uploaded, unchanged.
+// and returns its key ID, checking it is one that other uploaded,
+// unchanged; "" if other has none left.
 func (d *device) claim(t *testing.T, other *device) string {
 	t.Helper()
 	m := d.mustDo(t, "claim a one-time key", "POST", "/_matrix/client/v3/keys/claim", map[string]any{
@@ -286,6 +291,9 @@ func (d *device) claim(t *testing.T, other *device) string {
 	otks, _ := m["one_time_keys"].(map[string]any)
 	mine, _ := otks[other.u.id].(map[string]any)
 	keys, _ := mine[other.id].(map[string]any)
+	if len(keys) == 0 {
+		return ""
+	}
 	if len(keys) != 1 {
 		t.Fatalf("%s: /keys/claim of %s: want one key, got %v", d, other, m)
 	}
@@ -344,11 +352,15 @@ func (d *device) uploadCrossSigning(t *testing.T) *crossSigning {
 	return cs
 }
 
+// lastE2EE is alice's and bob's first devices from e2eeSteps, for
+// e2eeLeft.
+var lastE2EE []*device
+
 // e2eeSteps is the E2EE scenario, as steps of its own: alice (Polder) and
 // bob (Synapse) must share a room, so that device lists flow.
 func e2eeSteps(e *env, alice, bob *user) func(t *testing.T) {
 	return func(t *testing.T) {
-		var a, b *device
+		var a, b, a2, b2 *device
 		runSteps(t, []step{
 			{"keys", nil, "alice and bob upload device keys and one-time keys", func(t *testing.T) {
 				a, b = mainDevice(t, alice), mainDevice(t, bob)
@@ -356,6 +368,7 @@ func e2eeSteps(e *env, alice, bob *user) func(t *testing.T) {
 				b.uploadKeys(t, 4)
 				a.sync(t, 0)
 				b.sync(t, 0)
+				lastE2EE = []*device{a, b}
 			}},
 			{"queryA", []string{"keys"}, "alice queries bob's device keys (Polder asks Synapse)", func(t *testing.T) {
 				e.poll(t, a.String()+" gets "+b.String()+"'s keys", func() string {
@@ -375,17 +388,11 @@ func e2eeSteps(e *env, alice, bob *user) func(t *testing.T) {
 					return checkDeviceKeys(k, a)
 				})
 			}},
-			{"claimA", []string{"keys"}, "alice claims two of bob's one-time keys (Polder asks Synapse)", func(t *testing.T) {
-				k1, k2 := a.claim(t, b), a.claim(t, b)
-				if k1 == k2 {
-					t.Fatalf("%s claimed %s's one-time key %s twice", a, b, k1)
-				}
+			{"claimA", []string{"keys"}, "alice claims all of bob's one-time keys, each once (Polder asks Synapse)", func(t *testing.T) {
+				claimAll(t, a, b)
 			}},
-			{"claimB", []string{"keys"}, "bob claims two of alice's one-time keys (Synapse asks Polder)", func(t *testing.T) {
-				k1, k2 := b.claim(t, a), b.claim(t, a)
-				if k1 == k2 {
-					t.Fatalf("%s claimed %s's one-time key %s twice", b, a, k1)
-				}
+			{"claimB", []string{"keys"}, "bob claims all of alice's one-time keys, each once (Synapse asks Polder)", func(t *testing.T) {
+				claimAll(t, b, a)
 			}},
 			{"toDeviceAB", []string{"keys"}, "alice sends bob a to-device message (Polder to Synapse)", func(t *testing.T) {
 				toDevice(t, e, a, b)
@@ -394,18 +401,24 @@ func e2eeSteps(e *env, alice, bob *user) func(t *testing.T) {
 				toDevice(t, e, b, a)
 			}},
 			{"newDeviceB", []string{"keys"}, "bob logs in a new device on Synapse and uploads keys; alice sees it", func(t *testing.T) {
-				newDevice(t, e, a, func() *device {
+				b2 = newDevice(t, e, a, func() *device {
 					d := login(t, bob, "BOBNEW")
 					d.uploadKeys(t, 1)
 					return d
 				})
 			}},
 			{"newDeviceA", []string{"keys"}, "alice logs in a new device on Polder and uploads keys; bob sees it", func(t *testing.T) {
-				newDevice(t, e, b, func() *device {
+				a2 = newDevice(t, e, b, func() *device {
 					d := login(t, alice, "ALICENEW")
 					d.uploadKeys(t, 1)
 					return d
 				})
+			}},
+			{"wildcardAB", []string{"newDeviceB"}, "alice sends a to-device message to all of bob's devices (\"*\"); both get it", func(t *testing.T) {
+				toDevice(t, e, a, b, b2)
+			}},
+			{"wildcardBA", []string{"newDeviceA"}, "bob sends a to-device message to all of alice's devices (\"*\"); both get it", func(t *testing.T) {
+				toDevice(t, e, b, a, a2)
 			}},
 			{"crossSigningB", []string{"keys"}, "bob uploads cross-signing keys; alice sees them", func(t *testing.T) {
 				crossSigned(t, e, a, b)
@@ -413,27 +426,154 @@ func e2eeSteps(e *env, alice, bob *user) func(t *testing.T) {
 			{"crossSigningA", []string{"keys"}, "alice uploads cross-signing keys; bob sees them", func(t *testing.T) {
 				crossSigned(t, e, b, a)
 			}},
+			{"signDeviceB", []string{"crossSigningB"}, "bob signs his device with his self-signing key; alice sees the signature", func(t *testing.T) {
+				signDevice(t, e, a, b)
+			}},
+			{"signDeviceA", []string{"crossSigningA"}, "alice signs her device with her self-signing key; bob sees the signature", func(t *testing.T) {
+				signDevice(t, e, b, a)
+			}},
+			{"deleteDeviceB", []string{"newDeviceB"}, "bob deletes his new device on Synapse; alice sees it go", func(t *testing.T) {
+				deleteDevice(t, e, a, b2)
+			}},
+			{"deleteDeviceA", []string{"newDeviceA"}, "alice deletes her new device on Polder; bob sees it go", func(t *testing.T) {
+				deleteDevice(t, e, b, a2)
+			}},
 		})
 	}
 }
 
 // toDevice: from sends to a message (PUT /sendToDevice), which to's /sync
-// shows.
-func toDevice(t *testing.T, e *env, from, to *device) {
+// shows. With more devices (of to's user), it is sent to all of the user's
+// devices ("*"), and each of them must get it.
+func toDevice(t *testing.T, e *env, from, to *device, more ...*device) {
 	t.Helper()
 	body := fmt.Sprintf("to-device from %s at %d", from, time.Now().UnixNano())
+	target := to.id
+	if len(more) > 0 {
+		target = "*"
+	}
 	from.mustDo(t, "send to device", "PUT",
 		fmt.Sprintf("/_matrix/client/v3/sendToDevice/m.interop.test/%s%d", from.id, time.Now().UnixNano()),
-		map[string]any{"messages": map[string]any{to.u.id: map[string]any{to.id: map[string]any{"body": body}}}})
-	e.poll(t, to.String()+" gets "+from.String()+"'s to-device message in /sync", func() string {
-		for _, ev := range to.toDev {
-			if ev.Type == "m.interop.test" && ev.Sender == from.u.id && ev.content()["body"] == body {
-				return ""
+		map[string]any{"messages": map[string]any{to.u.id: map[string]any{target: map[string]any{"body": body}}}})
+	for _, d := range append([]*device{to}, more...) {
+		e.poll(t, d.String()+" gets "+from.String()+"'s to-device message for "+target+" in /sync", func() string {
+			for _, ev := range d.toDev {
+				if ev.Type == "m.interop.test" && ev.Sender == from.u.id && ev.content()["body"] == body {
+					return ""
+				}
 			}
+			d.sync(t, 2*time.Second)
+			return fmt.Sprintf("to_device events so far: %v", d.toDev)
+		})
+	}
+}
+
+// claimAll claims other's one-time keys as d until none are left: every
+// one that other uploaded is handed out, each once.
+func claimAll(t *testing.T, d, other *device) {
+	t.Helper()
+	got := map[string]bool{}
+	for range len(other.otks) + 1 {
+		k := d.claim(t, other)
+		if k == "" {
+			break
 		}
-		to.sync(t, 2*time.Second)
-		return fmt.Sprintf("to_device events so far: %v", to.toDev)
+		if got[k] {
+			t.Fatalf("%s claimed %s's one-time key %s twice", d, other, k)
+		}
+		got[k] = true
+	}
+	if len(got) != len(other.otks) {
+		t.Fatalf("%s claimed %d of %s's %d one-time keys: %v", d, len(got), other, len(other.otks), got)
+	}
+}
+
+// signDevice: owner signs its device keys with its user's self-signing key
+// (POST /keys/signatures/upload); watcher's /keys/query shows the
+// signature on the device keys.
+func signDevice(t *testing.T, e *env, watcher, owner *device) {
+	t.Helper()
+	spub := pubB64(owner.cs.selfSigning)
+	signed := map[string]any{}
+	for k, v := range owner.keys {
+		if k != "signatures" {
+			signed[k] = v
+		}
+	}
+	signObject(t, signed, owner.u.id, "ed25519:"+spub, owner.cs.selfSigning)
+	m := owner.mustDo(t, "upload a signature", "POST", "/_matrix/client/v3/keys/signatures/upload",
+		map[string]any{owner.u.id: map[string]any{owner.id: signed}})
+	if f, _ := m["failures"].(map[string]any); len(f) > 0 {
+		t.Fatalf("%s: /keys/signatures/upload: failures %v", owner, f)
+	}
+	e.poll(t, watcher.String()+" sees "+owner.String()+"'s self-signing signature", func() string {
+		k, _, why := watcher.queryDevice(t, owner)
+		if why != "" {
+			return why
+		}
+		if why := checkDeviceKeys(k, owner); why != "" {
+			return why
+		}
+		if err := verifyObject(k, owner.u.id, "ed25519:"+spub, owner.cs.selfSigning.Public().(ed25519.PublicKey)); err != nil {
+			return fmt.Sprintf("%v in %v", err, k)
+		}
+		return ""
 	})
+}
+
+// deleteDevice: gone's user deletes it (DELETE /devices/{deviceId}, with
+// the password through user-interactive auth); watcher's /sync lists the
+// user in device_lists.changed and /keys/query no longer lists the device.
+func deleteDevice(t *testing.T, e *env, watcher, gone *device) {
+	t.Helper()
+	watcher.sync(t, 0)
+	watcher.changed = nil
+	path := "/_matrix/client/v3/devices/" + esc(gone.id)
+	status, m := gone.do(t, "DELETE", path, map[string]any{})
+	if status == 401 {
+		session, _ := m["session"].(string)
+		m = gone.mustDo(t, "delete the device", "DELETE", path, map[string]any{"auth": map[string]any{
+			"type": "m.login.password", "session": session, "password": "interop-" + gone.u.local,
+			"identifier": map[string]any{"type": "m.id.user", "user": gone.u.local},
+		}})
+	} else if status != 200 {
+		t.Fatalf("%s: DELETE %s: %d %v", gone, path, status, m)
+	}
+	e.poll(t, watcher.String()+"'s /sync lists "+gone.u.id+" in device_lists.changed", func() string {
+		if slices.Contains(watcher.changed, gone.u.id) {
+			return ""
+		}
+		watcher.sync(t, 2*time.Second)
+		return fmt.Sprintf("changed so far: %v", watcher.changed)
+	})
+	e.poll(t, watcher.String()+" no longer gets "+gone.String()+"'s keys", func() string {
+		_, m, why := watcher.queryDevice(t, gone)
+		if why != "" && m != nil && m["device_keys"] != nil {
+			return ""
+		}
+		return fmt.Sprintf("still listed: %v", m)
+	})
+}
+
+// e2eeLeft checks that once alice and bob share no room, each one's /sync
+// lists the other in device_lists.left.
+func e2eeLeft(e *env, alice, bob *user) func(t *testing.T) {
+	return func(t *testing.T) {
+		if lastE2EE == nil {
+			t.Skip("needs the E2EE steps' devices")
+		}
+		a, b := lastE2EE[0], lastE2EE[1]
+		for _, p := range [][2]*device{{a, b}, {b, a}} {
+			w, other := p[0], p[1]
+			e.poll(t, w.String()+"'s /sync lists "+other.u.id+" in device_lists.left", func() string {
+				if slices.Contains(w.left, other.u.id) {
+					return ""
+				}
+				w.sync(t, 2*time.Second)
+				return fmt.Sprintf("left so far: %v", w.left)
+			})
+		}
+	}
 }
 
 // newDevice: mk logs in a new device (of another user than watcher's)
@@ -466,6 +606,7 @@ func newDevice(t *testing.T, e *env, watcher *device, mk func() *device) *device
 func crossSigned(t *testing.T, e *env, watcher, owner *device) {
 	t.Helper()
 	cs := owner.uploadCrossSigning(t)
+	owner.cs = cs
 	mpub := pubB64(cs.master)
 	uid := owner.u.id
 	same := func(kind string, got any, want map[string]any, signer string, pub ed25519.PublicKey) string {

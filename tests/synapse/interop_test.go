@@ -313,5 +313,6 @@ func TestInterop(t *testing.T) {
 		{"e2ee", []string{"joinR1", "joinR2"}, "end-to-end encryption keys and to-device messages both ways (e2ee_test.go)", e2eeSteps(e, alice, bob)},
 		{"leaveR1", []string{"joinR1"}, "bob leaves R1 (Synapse: make_leave, send_leave to Polder); alice sees it", leave(bob, alice, &r1)},
 		{"leaveR2", []string{"joinR2"}, "alice leaves R2 (Polder: make_leave, send_leave to Synapse); bob sees it", leave(alice, bob, &r2)},
+		{"e2eeLeft", []string{"e2ee", "leaveR1", "leaveR2"}, "sharing no room, alice and bob see each other in device_lists.left", e2eeLeft(e, alice, bob)},
 	})
 }
