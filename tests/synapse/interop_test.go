@@ -3,6 +3,7 @@
 // Package synapse_test is the Synapse interoperability test: a Synapse user
 // and a Polder user join each other's rooms (each side creates one),
 // exchange messages both ways, see typing, receipts and profile changes,
+// exchange end-to-end encryption keys and to-device messages (e2ee_test.go),
 // and leave. Both servers are real processes that tests/synapse/run.sh
 // starts on loopback; this program drives them only through their client
 // APIs (and reads their public key endpoints), so every cross-server effect
