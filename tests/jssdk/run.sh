@@ -32,8 +32,12 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/polder-jssdk.XXXXXX")
 pgdb=""
 cleanup() {
   if [ -n "$pgdb" ]; then
-    psql "$POLDER_TEST_POSTGRES" -q -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS $pgdb WITH (FORCE)" >/dev/null 2>&1 ||
-      log "could not drop database $pgdb"
+    # The database of the single-server tests, and the two of the
+    # federation test (crypto-federation.test.js).
+    for db in "$pgdb" "${pgdb}_fed_a" "${pgdb}_fed_b"; do
+      psql "$POLDER_TEST_POSTGRES" -q -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 ||
+        log "could not drop database $db"
+    done
   fi
   rm -rf "$work"
 }
@@ -43,6 +47,11 @@ if [ -z "${POLDER_TEST_BASE_URL:-}" ]; then
   log "building polder"
   (cd "$root" && go build -o "$work/polder" ./cmd/polder)
   export POLDER_BIN="$work/polder"
+  # A throwaway CA from which the two servers of crypto-federation.test.js
+  # mint their certificates (tls_ca_cert, tls_ca_key) and which both trust.
+  mkdir -p "$work/tls"
+  (cd "$root" && go run ./tests/synapse/certgen "$work/tls" unused)
+  export POLDER_TEST_TLS_CA="$work/tls/ca.crt" POLDER_TEST_TLS_CA_KEY="$work/tls/ca.key"
 fi
 
 log "installing matrix-js-sdk (npm)"
@@ -66,11 +75,24 @@ if [ -n "${POLDER_TEST_POSTGRES:-}" ] && [ -z "${POLDER_TEST_BASE_URL:-}" ]; the
   log "creating PostgreSQL database $pgdb"
   psql "$POLDER_TEST_POSTGRES" -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE $pgdb" >&2
   export POLDER_TEST_PG_URL
+  # Two more for the two federating servers of crypto-federation.test.js.
+  for side in a b; do
+    psql "$POLDER_TEST_POSTGRES" -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE ${pgdb}_fed_$side" >&2
+    url=$(node -e 'const u = new URL(process.argv[1]); u.pathname = "/" + process.argv[2]; console.log(u.href);' "$POLDER_TEST_PG_URL" "${pgdb}_fed_$side")
+    export "POLDER_TEST_PG_URL_FED_${side^^}=$url"
+  done
 fi
 
 log "running the tests"
 # Node's summary (tests, pass, fail, duration_ms) ends the output; the exit
 # status is node's: non-zero if any test failed.
 status=0
-node --test --test-concurrency=1 --test-reporter=spec --test-timeout=180000 client.test.js rooms.test.js || status=$?
+# matrix-js-sdk leaves a timer of up to 110 s behind for each request with a
+# local timeout (sync, the crypto backend's requests) even after
+# stopClient, which keeps a test file's process alive that long after its
+# tests are done: --test-force-exit ends it (Node >= 20.14).
+exitflag=()
+if node --help | grep -q -- --test-force-exit; then exitflag=(--test-force-exit); fi
+node --test --test-concurrency=1 --test-reporter=spec --test-timeout=180000 "${exitflag[@]}" \
+  client.test.js rooms.test.js crypto.test.js crypto-federation.test.js || status=$?
 exit "$status"

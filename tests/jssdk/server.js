@@ -60,9 +60,11 @@ export class Polder {
    * @param {string} [opts.database] "" for SQLite in the data dir, or a postgres:// URL
    * @param {string} [opts.external] base URL of a server started elsewhere
    * @param {string[]} [opts.args]  extra flags for `polder serve`
+   * @param {string} [opts.serverName] the server name (default "localhost")
    */
-  constructor({ name, database = "", external = "", args = [] }) {
+  constructor({ name, database = "", external = "", args = [], serverName = "localhost" }) {
     this.name = name;
+    this.serverName = serverName;
     this.database = database;
     this.external = external;
     this.args = args;
@@ -90,7 +92,7 @@ export class Polder {
       "serve",
       "--data-dir", this.dataDir,
       "--listen", `127.0.0.1:${this.port}`,
-      "--server-name", "localhost",
+      "--server-name", this.serverName,
       "--enable-registration",
       ...(this.database ? ["--database", this.database] : []),
       ...this.args,

@@ -1,0 +1,229 @@
+// The end-to-end-encryption scenario of crypto.test.js (alice and bob on
+// one polder) and crypto-federation.test.js (alice on one polder, bob on
+// another, federating over TLS): matrix-js-sdk clients with Rust crypto
+// (@matrix-org/matrix-sdk-crypto-wasm) chat in a megolm-encrypted room
+// and each decrypts the other's messages; alice sets up cross-signing,
+// secret storage and key backup; bob sets up cross-signing and the two
+// verify each other with emoji (SAS) over to-device messages; alice logs in
+// on a new device, unlocks secret storage with her recovery key, restores
+// the key backup and reads the earlier messages, and bob's client learns
+// of the new device and encrypts for it. Every check is on decrypted
+// plaintext.
+import "./polyfill.js";
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { EventShieldColour } from "matrix-js-sdk/lib/crypto-api/index.js";
+import {
+  Device,
+  assertDecrypts,
+  backedUpSessions,
+  encryptedRoom,
+  newDevice,
+  newUser,
+  sasVerify,
+  sendSecret,
+  setUpRecovery,
+  waitFor,
+  within,
+} from "./crypto-helpers.js";
+import { withLog } from "./server.js";
+
+/** How long one step of the scenario may take (a 2-core CI machine, two servers). */
+const STEP_TIMEOUT_MS = 120_000;
+
+/**
+ * Defines the scenario's tests in the current describe block. servers()
+ * returns {alice, bob}: the Polder of each user (the same one, or two
+ * federating ones), started by the caller's before hook, which must run
+ * before this one.
+ */
+export function e2eeScenario(servers) {
+  /** @type {Device} */
+  let alice, bob, alice2;
+  const devices = () => [alice, bob, alice2].filter(Boolean);
+  // A failure carries the end of each server's log.
+  const logs = () => {
+    const { alice: a, bob: b } = servers();
+    return { logTail: () => (a === b ? a.logTail() : `${a.logTail(30)}\n${b.logTail(30)}`) };
+  };
+  const it = (name, fn) => test(name, { timeout: STEP_TIMEOUT_MS }, withLog(logs, fn));
+
+  before(async () => {
+    alice = await newUser(servers().alice.baseUrl, "alice");
+    bob = await newUser(servers().bob.baseUrl, "bob");
+  });
+  after(() => {
+    for (const d of devices()) d.stop();
+  });
+
+  let roomId;
+  /** [eventId, body, sender] of every message sent, in order. */
+  const sent = [];
+  const send = async (d, body) => {
+    const id = await sendSecret(d, roomId, body);
+    sent.push([id, body, d]);
+    return id;
+  };
+
+  it("uploads device keys, and each user's client sees the other's device", async () => {
+    for (const [me, other] of [[alice, bob], [bob, alice]]) {
+      const devs = await me.crypto.getUserDeviceInfo([other.userId], true);
+      const dev = devs.get(other.userId)?.get(other.deviceId);
+      assert.ok(dev, `${me.label}: getUserDeviceInfo(${other.userId}) lacks ${other.deviceId}: ${JSON.stringify([...(devs.get(other.userId)?.keys() ?? [])])}`);
+      assert.equal(dev.getFingerprint(), await other.ed25519(), `${me.label}: ${other.label}'s ed25519 key`);
+    }
+  });
+
+  it("exchanges megolm-encrypted messages, and each decrypts the other's", async () => {
+    roomId = await encryptedRoom(alice, [bob]);
+    const m1 = await send(alice, "hello bob, this is secret");
+    await assertDecrypts(bob, roomId, m1, "hello bob, this is secret", alice);
+    const m2 = await send(bob, "hello alice, so is this");
+    await assertDecrypts(alice, roomId, m2, "hello alice, so is this", bob);
+    const m3 = await send(alice, "third secret");
+    await assertDecrypts(bob, roomId, m3, "third secret", alice);
+    // Each also decrypts its own messages as they come back in sync.
+    await assertDecrypts(alice, roomId, m3, "third secret", alice);
+    await assertDecrypts(bob, roomId, m2, "hello alice, so is this", bob);
+  });
+
+  let recoveryKey, backupVersion;
+  it("sets up cross-signing, secret storage and key backup (UIA by password)", async () => {
+    recoveryKey = await setUpRecovery(alice, "alice's recovery passphrase");
+    assert.match(recoveryKey, /^Es/, "encoded recovery key");
+    assert.equal(await alice.crypto.isCrossSigningReady(), true, "isCrossSigningReady");
+    assert.equal(await alice.crypto.isSecretStorageReady(), true, "isSecretStorageReady");
+    const status = await alice.crypto.getCrossSigningStatus();
+    assert.deepEqual(status.privateKeysInSecretStorage, true, `getCrossSigningStatus: ${JSON.stringify(status)}`);
+    backupVersion = await alice.crypto.getActiveSessionBackupVersion();
+    assert.ok(backupVersion, "getActiveSessionBackupVersion after setting up a backup");
+
+    // The server's view: alice's cross-signing keys, and her device signed
+    // by her self-signing key.
+    const q = await bob.request("POST", "/keys/query", { device_keys: { [alice.userId]: [] } });
+    const master = q.master_keys?.[alice.userId];
+    const ssk = q.self_signing_keys?.[alice.userId];
+    assert.ok(master && ssk, `bob's /keys/query of alice lacks her cross-signing keys: ${JSON.stringify(q)}`);
+    assert.equal(q.user_signing_keys?.[alice.userId], undefined, "another user sees alice's user-signing key");
+    const sskId = Object.keys(ssk.keys)[0];
+    const devSigs = q.device_keys?.[alice.userId]?.[alice.deviceId]?.signatures?.[alice.userId] ?? {};
+    assert.ok(sskId in devSigs, `alice's device keys are not signed by her self-signing key ${sskId}: ${JSON.stringify(devSigs)}`);
+    const own = await alice.request("POST", "/keys/query", { device_keys: { [alice.userId]: [] } });
+    assert.ok(own.user_signing_keys?.[alice.userId], `alice's own /keys/query lacks her user-signing key: ${JSON.stringify(own)}`);
+
+    // Secret storage: the secrets are in account data, encrypted.
+    const def = await alice.request("GET", `/user/${encodeURIComponent(alice.userId)}/account_data/m.secret_storage.default_key`);
+    assert.ok(def.key, "m.secret_storage.default_key");
+    const backupSecret = await alice.request("GET", `/user/${encodeURIComponent(alice.userId)}/account_data/m.megolm_backup.v1`);
+    assert.ok(backupSecret.encrypted?.[def.key]?.ciphertext, `m.megolm_backup.v1 in secret storage: ${JSON.stringify(backupSecret)}`);
+
+    // The backup: its version on the server, and every session of the
+    // room's messages uploaded to it by alice's client.
+    const info = await alice.request("GET", "/room_keys/version");
+    assert.equal(info.version, backupVersion, "GET /room_keys/version: version");
+    assert.equal(info.algorithm, "m.megolm_backup.v1.curve25519-aes-sha2", "backup algorithm");
+    const trust = await alice.crypto.isKeyBackupTrusted(info);
+    assert.equal(trust.trusted, true, `isKeyBackupTrusted: ${JSON.stringify(trust)}`);
+    const want = new Set(sent.map(([id]) => alice.client.getRoom(roomId).findEventById(id).getWireContent().session_id));
+    await waitFor(
+      `the key backup holds the sessions ${[...want]}`,
+      async () => {
+        const have = (await backedUpSessions(alice, backupVersion))[roomId] ?? [];
+        return [...want].every((s) => have.includes(s));
+      },
+      30_000,
+    );
+    const after = await alice.request("GET", "/room_keys/version");
+    assert.ok(after.count >= want.size, `GET /room_keys/version: count ${after.count}, want at least ${want.size}`);
+    assert.ok(after.etag, "GET /room_keys/version: etag");
+  });
+
+  it("verifies bob's device with emoji (SAS), and each sees the other verified", async () => {
+    await within(`${bob.label}: bootstrapCrossSigning`, bob.crypto.bootstrapCrossSigning({ authUploadDeviceSigningKeys: bob.uiaPassword() }));
+    const before = await alice.crypto.getDeviceVerificationStatus(bob.userId, bob.deviceId);
+    assert.equal(before?.isVerified(), false, `alice's view of bob's device before verifying: ${JSON.stringify(before)}`);
+
+    const emoji = await sasVerify(alice, bob);
+    assert.equal(emoji.length, 7, `SAS emoji: ${emoji}`);
+
+    const dev = await alice.crypto.getDeviceVerificationStatus(bob.userId, bob.deviceId);
+    assert.equal(dev?.isVerified(), true, `alice: getDeviceVerificationStatus(bob's device): ${JSON.stringify(dev)}`);
+    // SAS between two users with cross-signing also verifies the users:
+    // alice signs bob's master key with her user-signing key and uploads
+    // the signature (/keys/signatures/upload).
+    const user = await waitFor("alice sees bob cross-signing verified", async () => {
+      const s = await alice.crypto.getUserVerificationStatus(bob.userId);
+      return s.isCrossSigningVerified() && s;
+    });
+    assert.equal(user.isVerified(), true, "alice: getUserVerificationStatus(bob).isVerified()");
+    const q = await alice.request("POST", "/keys/query", { device_keys: { [bob.userId]: [] } });
+    const bobMaster = q.master_keys?.[bob.userId];
+    assert.ok(bobMaster?.signatures?.[alice.userId], `bob's master key, as alice queries it, lacks alice's signature: ${JSON.stringify(bobMaster)}`);
+    // bob's device is verified through bob's self-signing key now too.
+    const viaCrossSigning = await alice.crypto.getDeviceVerificationStatus(bob.userId, bob.deviceId);
+    assert.equal(viaCrossSigning.crossSigningVerified, true, `alice: bob's device crossSigningVerified: ${JSON.stringify(viaCrossSigning)}`);
+
+    const mine = await bob.crypto.getDeviceVerificationStatus(alice.userId, alice.deviceId);
+    assert.equal(mine?.isVerified(), true, `bob: getDeviceVerificationStatus(alice's device): ${JSON.stringify(mine)}`);
+    await waitFor("bob sees alice cross-signing verified", async () => (await bob.crypto.getUserVerificationStatus(alice.userId)).isCrossSigningVerified());
+
+    // Verified or not, the room still works both ways.
+    const m = await send(bob, "now that we are verified");
+    const ev = await assertDecrypts(alice, roomId, m, "now that we are verified", bob);
+    const info = await alice.crypto.getEncryptionInfoForEvent(ev);
+    assert.equal(info.shieldColour, EventShieldColour.NONE, `alice's shield on bob's message after verification: ${JSON.stringify(info)}`);
+  });
+
+  it("restores the key backup on a new device with the recovery key and decrypts the earlier messages", async () => {
+    assert.ok(recoveryKey, "needs the recovery key of the previous test");
+    alice2 = await newDevice(servers().alice.baseUrl, alice.userId, "alice's new device", { recoveryKey });
+    // Wait for the key backup to hold everything sent so far (bob's last
+    // message reached alice's first device after the backup was made).
+    await waitFor("alice's first device has backed up every session", async () => {
+      const have = (await backedUpSessions(alice, backupVersion))[roomId] ?? [];
+      return sent.every(([id]) => have.includes(alice.client.getRoom(roomId).findEventById(id)?.getWireContent().session_id));
+    }, 30_000);
+
+    // Unlock secret storage with the recovery key: the cross-signing keys
+    // (this device signs itself) and the backup key come from there.
+    await within("alice2: bootstrapCrossSigning from secret storage", alice2.crypto.bootstrapCrossSigning({}));
+    const status = await alice2.crypto.getCrossSigningStatus();
+    assert.equal(status.privateKeysCachedLocally.masterKey, true, `alice2: cross-signing keys from secret storage: ${JSON.stringify(status)}`);
+    await within("alice2: loadSessionBackupPrivateKeyFromSecretStorage", alice2.crypto.loadSessionBackupPrivateKeyFromSecretStorage());
+    const check = await alice2.crypto.checkKeyBackupAndEnable();
+    assert.equal(check?.backupInfo?.version, backupVersion, `alice2: checkKeyBackupAndEnable: ${JSON.stringify(check)}`);
+    const restored = await within("alice2: restoreKeyBackup", alice2.crypto.restoreKeyBackup());
+    const sessions = new Set(sent.map(([id]) => alice.client.getRoom(roomId).findEventById(id).getWireContent().session_id));
+    assert.ok(restored.imported >= sessions.size, `restoreKeyBackup: ${JSON.stringify(restored)}, want at least ${sessions.size} imported`);
+
+    await waitFor("alice2 has the room", () => alice2.client.getRoom(roomId));
+    for (const [id, body, from] of sent) {
+      // The initial sync holds the recent timeline; fetch anything older.
+      if (!alice2.client.getRoom(roomId).findEventById(id)) {
+        await alice2.client.scrollback(alice2.client.getRoom(roomId), 50);
+      }
+      await assertDecrypts(alice2, roomId, id, body, from);
+    }
+
+    // The new device is cross-signed: alice's first device and bob (who
+    // verified alice) trust it without verifying it themselves.
+    for (const d of [alice, bob]) {
+      await waitFor(`${d.label} sees alice's new device cross-signing verified`, async () => {
+        const s = await d.crypto.getDeviceVerificationStatus(alice.userId, alice2.deviceId);
+        return s?.crossSigningVerified;
+      });
+    }
+  });
+
+  it("shares new messages with the new device (device list update in sync)", async () => {
+    assert.ok(alice2, "needs the new device of the previous test");
+    // bob's client learns of alice's new device from device_lists.changed
+    // in its sync and encrypts the next message for it too.
+    const m = await send(bob, "do you see this on your new device?");
+    await assertDecrypts(alice2, roomId, m, "do you see this on your new device?", bob);
+    await assertDecrypts(alice, roomId, m, "do you see this on your new device?", bob);
+    const r = await send(alice2, "yes, on my new device");
+    await assertDecrypts(bob, roomId, r, "yes, on my new device", alice);
+    await assertDecrypts(alice, roomId, r, "yes, on my new device", alice);
+  });
+}
