@@ -12,7 +12,7 @@
 import "./polyfill.js";
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { EventShieldColour } from "matrix-js-sdk/lib/crypto-api/index.js";
+import { DecryptionFailureCode, EventShieldColour } from "matrix-js-sdk/lib/crypto-api/index.js";
 import {
   Device,
   assertDecrypts,
@@ -149,16 +149,29 @@ export function e2eeScenario(servers) {
     const dev = await alice.crypto.getDeviceVerificationStatus(bob.userId, bob.deviceId);
     assert.equal(dev?.isVerified(), true, `alice: getDeviceVerificationStatus(bob's device): ${JSON.stringify(dev)}`);
     // SAS between two users with cross-signing also verifies the users:
-    // alice signs bob's master key with her user-signing key and uploads
-    // the signature (/keys/signatures/upload).
+    // each signs the other's master key with their user-signing key and
+    // uploads the signature (/keys/signatures/upload); their own server
+    // shows it to them on the other's master key in /keys/query.
+    for (const [me, other] of [[alice, bob], [bob, alice]]) {
+      let last;
+      await waitFor(
+        `${me.label}'s /keys/query shows ${other.label}'s master key signed by ${me.label}`,
+        async () => {
+          const q = await me.request("POST", "/keys/query", { device_keys: { [other.userId]: [] } });
+          last = q.master_keys?.[other.userId];
+          return last?.signatures?.[me.userId];
+        },
+        20_000,
+      ).catch((err) => {
+        err.message += `: last master key seen: ${JSON.stringify(last)}`;
+        throw err;
+      });
+    }
     const user = await waitFor("alice sees bob cross-signing verified", async () => {
       const s = await alice.crypto.getUserVerificationStatus(bob.userId);
       return s.isCrossSigningVerified() && s;
     });
     assert.equal(user.isVerified(), true, "alice: getUserVerificationStatus(bob).isVerified()");
-    const q = await alice.request("POST", "/keys/query", { device_keys: { [bob.userId]: [] } });
-    const bobMaster = q.master_keys?.[bob.userId];
-    assert.ok(bobMaster?.signatures?.[alice.userId], `bob's master key, as alice queries it, lacks alice's signature: ${JSON.stringify(bobMaster)}`);
     // bob's device is verified through bob's self-signing key now too.
     const viaCrossSigning = await alice.crypto.getDeviceVerificationStatus(bob.userId, bob.deviceId);
     assert.equal(viaCrossSigning.crossSigningVerified, true, `alice: bob's device crossSigningVerified: ${JSON.stringify(viaCrossSigning)}`);
@@ -184,8 +197,28 @@ export function e2eeScenario(servers) {
       return sent.every(([id]) => have.includes(alice.client.getRoom(roomId).findEventById(id)?.getWireContent().session_id));
     }, 30_000);
 
+    // Without the backup the new device cannot read the earlier messages:
+    // their room keys were shared before it existed (and the SDK asks
+    // other devices for no keys).
+    const [firstId] = sent[0];
+    const undecryptable = await waitFor("alice2 fails to decrypt the first message", () => {
+      const ev = alice2.client.getRoom(roomId)?.findEventById(firstId);
+      return ev && !ev.isBeingDecrypted() && ev.isDecryptionFailure() && ev;
+    });
+    const missingKey = [
+      DecryptionFailureCode.MEGOLM_UNKNOWN_INBOUND_SESSION_ID,
+      DecryptionFailureCode.HISTORICAL_MESSAGE_NO_KEY_BACKUP,
+      DecryptionFailureCode.HISTORICAL_MESSAGE_BACKUP_UNCONFIGURED,
+      DecryptionFailureCode.HISTORICAL_MESSAGE_WORKING_BACKUP,
+    ];
+    assert.ok(missingKey.includes(undecryptable.decryptionFailureReason), `alice2's failure to decrypt ${firstId}: ${undecryptable.decryptionFailureReason}, want a missing room key`);
+
     // Unlock secret storage with the recovery key: the cross-signing keys
-    // (this device signs itself) and the backup key come from there.
+    // (this device signs itself) and the backup key come from there. The
+    // private keys are checked against the public ones the server has, so
+    // the device must have fetched its own user's keys first (as Element's
+    // "verify this device" does).
+    assert.equal(await alice2.crypto.userHasCrossSigningKeys(alice.userId, true), true, "alice2: userHasCrossSigningKeys(alice)");
     await within("alice2: bootstrapCrossSigning from secret storage", alice2.crypto.bootstrapCrossSigning({}));
     const status = await alice2.crypto.getCrossSigningStatus();
     assert.equal(status.privateKeysCachedLocally.masterKey, true, `alice2: cross-signing keys from secret storage: ${JSON.stringify(status)}`);
@@ -205,25 +238,40 @@ export function e2eeScenario(servers) {
       await assertDecrypts(alice2, roomId, id, body, from);
     }
 
-    // The new device is cross-signed: alice's first device and bob (who
-    // verified alice) trust it without verifying it themselves.
-    for (const d of [alice, bob]) {
-      await waitFor(`${d.label} sees alice's new device cross-signing verified`, async () => {
-        const s = await d.crypto.getDeviceVerificationStatus(alice.userId, alice2.deviceId);
-        return s?.crossSigningVerified;
-      });
-    }
+    // The new device is cross-signed (its keys signed by alice's
+    // self-signing key, uploaded by /keys/signatures/upload): alice's first
+    // device trusts it without verifying it itself.
+    await waitFor("alice's first device sees her new device cross-signing verified", async () => {
+      const s = await alice.crypto.getDeviceVerificationStatus(alice.userId, alice2.deviceId);
+      return s?.crossSigningVerified;
+    });
   });
 
-  it("shares new messages with the new device (device list update in sync)", async () => {
+  it("bob's client learns of the new device (device_lists.changed), encrypts for it, and trusts it", async () => {
     assert.ok(alice2, "needs the new device of the previous test");
     // bob's client learns of alice's new device from device_lists.changed
-    // in its sync and encrypts the next message for it too.
+    // in its sync (across servers: from an m.device_list_update EDU) and
+    // downloads her keys again; it must not need to be told.
+    await waitFor("bob's client knows alice's new device", async () => {
+      const devs = await bob.crypto.getUserDeviceInfo([alice.userId], false);
+      return devs.get(alice.userId)?.has(alice2.deviceId);
+    }, 30_000);
     const m = await send(bob, "do you see this on your new device?");
     await assertDecrypts(alice2, roomId, m, "do you see this on your new device?", bob);
     await assertDecrypts(alice, roomId, m, "do you see this on your new device?", bob);
     const r = await send(alice2, "yes, on my new device");
     await assertDecrypts(bob, roomId, r, "yes, on my new device", alice);
     await assertDecrypts(alice, roomId, r, "yes, on my new device", alice);
+
+    // bob sees the device signed by alice's self-signing key, and, as he
+    // verified alice, trusts it.
+    await waitFor("bob sees alice's new device signed by its owner", async () => {
+      const st = await bob.crypto.getDeviceVerificationStatus(alice.userId, alice2.deviceId);
+      return st?.signedByOwner;
+    });
+    await waitFor("bob sees alice's new device cross-signing verified", async () => {
+      const st = await bob.crypto.getDeviceVerificationStatus(alice.userId, alice2.deviceId);
+      return st?.crossSigningVerified;
+    });
   });
 }
