@@ -20,6 +20,9 @@ import { sleep } from "./server.js";
 
 export const MEGOLM = "m.megolm.v1.aes-sha2";
 
+/** Where matrix-js-sdk finds dehydrated devices (MSC3814). */
+export const DEHYDRATION_PREFIX = "/_matrix/client/unstable/org.matrix.msc3814.v1";
+
 /** Flags of every polder these tests start. */
 export const SERVER_ARGS = [
   "--login-rate-limit-burst=1000",

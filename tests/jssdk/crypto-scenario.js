@@ -14,6 +14,8 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { DecryptionFailureCode, EventShieldColour } from "matrix-js-sdk/lib/crypto-api/index.js";
 import {
+  CryptoEvent,
+  DEHYDRATION_PREFIX,
   Device,
   assertDecrypts,
   backedUpSessions,
@@ -187,22 +189,45 @@ export function e2eeScenario(servers) {
     assert.equal(info.shieldColour, EventShieldColour.NONE, `alice's shield on bob's message after verification: ${JSON.stringify(info)}`);
   });
 
-  it("restores the key backup on a new device with the recovery key and decrypts the earlier messages", async () => {
-    assert.ok(recoveryKey, "needs the recovery key of the previous test");
-    alice2 = await newDevice(servers().alice.baseUrl, alice.userId, "alice's new device", { recoveryKey });
-    // Wait for the key backup to hold everything sent so far (bob's last
-    // message reached alice's first device after the backup was made).
-    await waitFor("alice's first device has backed up every session", async () => {
-      const have = (await backedUpSessions(alice, backupVersion))[roomId] ?? [];
-      return sent.every(([id]) => have.includes(alice.client.getRoom(roomId).findEventById(id)?.getWireContent().session_id));
-    }, 30_000);
+  // A message sent while alice's dehydrated device existed: a new device
+  // rehydrating it gets its room key without the key backup.
+  let forDehydrated;
+  it("keeps a dehydrated device (MSC3814) that bob's client encrypts for", async () => {
+    assert.equal(await alice.crypto.isDehydrationSupported(), true, "isDehydrationSupported");
+    // Its key goes into secret storage; the device is signed by alice's
+    // self-signing key and uploaded with PUT /dehydrated_device.
+    await within("alice: startDehydration", alice.crypto.startDehydration({ createNewKey: true }));
+    const dd = await alice.request("GET", "/dehydrated_device", undefined, { prefix: DEHYDRATION_PREFIX });
+    assert.ok(dd.device_id && dd.device_data, `GET /dehydrated_device: ${JSON.stringify(dd)}`);
+    const devs = await alice.request("GET", "/devices");
+    assert.ok(devs.devices.some((d) => d.device_id === dd.device_id), `GET /devices lacks the dehydrated device ${dd.device_id}`);
 
-    // Without the backup the new device cannot read the earlier messages:
-    // their room keys were shared before it existed (and the SDK asks
-    // other devices for no keys).
+    // bob's client learns of it from its sync and encrypts for it.
+    const known = await waitFor("bob's client knows alice's dehydrated device", async () => {
+      const devices = await bob.crypto.getUserDeviceInfo([alice.userId], false);
+      return devices.get(alice.userId)?.get(dd.device_id);
+    }, 30_000);
+    assert.equal(known.dehydrated, true, `bob's view of ${dd.device_id}: dehydrated`);
+    const st = await bob.crypto.getDeviceVerificationStatus(alice.userId, dd.device_id);
+    assert.equal(st?.signedByOwner, true, `bob: the dehydrated device is signed by alice's self-signing key: ${JSON.stringify(st)}`);
+    forDehydrated = await send(bob, "for alice's dehydrated device too");
+    await assertDecrypts(alice, roomId, forDehydrated, "for alice's dehydrated device too", bob);
+  });
+
+  /**
+   * Logs alice in on a new device (the recovery key at hand), checks that
+   * it cannot read the first message (its room key was shared before the
+   * device existed, and the SDK asks other devices for no keys), and
+   * unlocks the cross-signing keys from secret storage: the device signs
+   * itself. The private keys are checked against the public ones the
+   * server has, so the device first fetches its own user's keys (as
+   * Element's "verify this device" does).
+   */
+  const secondDevice = async (label) => {
+    const d = await newDevice(servers().alice.baseUrl, alice.userId, label, { recoveryKey });
     const [firstId] = sent[0];
-    const undecryptable = await waitFor("alice2 fails to decrypt the first message", () => {
-      const ev = alice2.client.getRoom(roomId)?.findEventById(firstId);
+    const undecryptable = await waitFor(`${label} fails to decrypt the first message`, () => {
+      const ev = d.client.getRoom(roomId)?.findEventById(firstId);
       return ev && !ev.isBeingDecrypted() && ev.isDecryptionFailure() && ev;
     });
     const missingKey = [
@@ -211,17 +236,52 @@ export function e2eeScenario(servers) {
       DecryptionFailureCode.HISTORICAL_MESSAGE_BACKUP_UNCONFIGURED,
       DecryptionFailureCode.HISTORICAL_MESSAGE_WORKING_BACKUP,
     ];
-    assert.ok(missingKey.includes(undecryptable.decryptionFailureReason), `alice2's failure to decrypt ${firstId}: ${undecryptable.decryptionFailureReason}, want a missing room key`);
+    assert.ok(missingKey.includes(undecryptable.decryptionFailureReason), `${label}'s failure to decrypt ${firstId}: ${undecryptable.decryptionFailureReason}, want a missing room key`);
 
-    // Unlock secret storage with the recovery key: the cross-signing keys
-    // (this device signs itself) and the backup key come from there. The
-    // private keys are checked against the public ones the server has, so
-    // the device must have fetched its own user's keys first (as Element's
-    // "verify this device" does).
-    assert.equal(await alice2.crypto.userHasCrossSigningKeys(alice.userId, true), true, "alice2: userHasCrossSigningKeys(alice)");
-    await within("alice2: bootstrapCrossSigning from secret storage", alice2.crypto.bootstrapCrossSigning({}));
-    const status = await alice2.crypto.getCrossSigningStatus();
-    assert.equal(status.privateKeysCachedLocally.masterKey, true, `alice2: cross-signing keys from secret storage: ${JSON.stringify(status)}`);
+    assert.equal(await d.crypto.userHasCrossSigningKeys(alice.userId, true), true, `${label}: userHasCrossSigningKeys(alice)`);
+    await within(`${label}: bootstrapCrossSigning from secret storage`, d.crypto.bootstrapCrossSigning({}));
+    const status = await d.crypto.getCrossSigningStatus();
+    assert.equal(status.privateKeysCachedLocally.masterKey, true, `${label}: cross-signing keys from secret storage: ${JSON.stringify(status)}`);
+    return d;
+  };
+
+  it("rehydrates the dehydrated device on a new device and decrypts what was sent to it", async () => {
+    assert.ok(recoveryKey && forDehydrated, "needs the recovery key and the dehydrated device of the previous tests");
+    // A device of its own, stopped at the end: if rehydration goes wrong
+    // the SDK may go on asking the server in the background.
+    const d = await secondDevice("alice's rehydrating device");
+    try {
+      // The dehydration key comes from secret storage; the room key of the
+      // message sent to the dehydrated device from its to-device messages
+      // (GET /dehydrated_device/{id}/events), not the key backup, which
+      // this device cannot read.
+      const rehydrated = new Promise((resolve, reject) => {
+        d.client.once(CryptoEvent.RehydrationCompleted, resolve);
+        d.client.once(CryptoEvent.RehydrationError, (msg) => reject(new Error(`rehydration failed: ${msg}`)));
+      });
+      let keys = 0;
+      d.client.on(CryptoEvent.RehydrationProgress, (roomKeys) => (keys = roomKeys));
+      await within(`${d.label}: startDehydration (rehydrate)`, d.crypto.startDehydration({ rehydrate: true }), 15_000);
+      await within(`${d.label}: rehydration`, rehydrated);
+      assert.ok(keys >= 1, `${d.label} got ${keys} room keys from the dehydrated device's to-device messages, want at least 1`);
+      const [, body] = sent.find(([id]) => id === forDehydrated);
+      await assertDecrypts(d, roomId, forDehydrated, body, bob);
+      assert.equal(d.client.getRoom(roomId).findEventById(sent[0][0]).isDecryptionFailure(), true, `${d.label} decrypted the first message without the key backup`);
+    } finally {
+      d.stop();
+    }
+  });
+
+  it("restores the key backup on a new device with the recovery key and decrypts the earlier messages", async () => {
+    assert.ok(recoveryKey, "needs the recovery key of the previous test");
+    // Wait for the key backup to hold everything sent so far (bob's last
+    // messages reached alice's first device after the backup was made).
+    await waitFor("alice's first device has backed up every session", async () => {
+      const have = (await backedUpSessions(alice, backupVersion))[roomId] ?? [];
+      return sent.every(([id]) => have.includes(alice.client.getRoom(roomId).findEventById(id)?.getWireContent().session_id));
+    }, 30_000);
+    alice2 = await secondDevice("alice's new device");
+
     await within("alice2: loadSessionBackupPrivateKeyFromSecretStorage", alice2.crypto.loadSessionBackupPrivateKeyFromSecretStorage());
     const check = await alice2.crypto.checkKeyBackupAndEnable();
     assert.equal(check?.backupInfo?.version, backupVersion, `alice2: checkKeyBackupAndEnable: ${JSON.stringify(check)}`);
