@@ -10,7 +10,9 @@
 # Builds polder into a temp dir, installs the pinned npm packages (npm ci),
 # and runs `node --test`: the tests start polder on a free loopback port with
 # a fresh data dir, restart it on the same data dir, and stop it with SIGTERM,
-# checking that it exits 0. Exits non-zero if anything failed.
+# checking that it exits 0. Exits non-zero if anything failed. For the
+# federation test (crypto-federation.test.js) it also makes a throwaway CA
+# (tests/synapse/certgen) and, on PostgreSQL, two more fresh databases.
 # Other variables: POLDER_TEST_BASE_URL (test a running server instead, no
 # restarts), POLDER_TEST_KEEP=1 (keep data dirs), POLDER_TEST_SDK_LOG=1.
 set -euo pipefail
