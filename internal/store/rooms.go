@@ -27,13 +27,19 @@ func (tx *Tx) CreateRoom(ctx context.Context, r Room) error {
 	if r.Visibility == "" {
 		r.Visibility = "private"
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO rooms (room_id, version, created_ts, visibility) VALUES ($1, $2, $3, $4)`,
+	// ON CONFLICT rather than catching the unique violation: on PostgreSQL
+	// a failed statement aborts the whole transaction, and callers go on
+	// after ErrConflict (a remote join into a room an invite created).
+	res, err := tx.ExecContext(ctx, `INSERT INTO rooms (room_id, version, created_ts, visibility) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (room_id) DO NOTHING`,
 		string(r.RoomID), string(r.Version), r.CreatedTS, r.Visibility)
-	if isUniqueViolation(err) {
-		return ErrConflict
-	}
 	if err != nil {
 		return fmt.Errorf("insert room: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("insert room: %w", err)
+	} else if n == 0 {
+		return ErrConflict
 	}
 	return nil
 }
