@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -130,11 +131,14 @@ func (tx *Tx) PersistEvent(ctx context.Context, ne NewEvent) (int64, error) {
 	var nid int64
 	err = tx.QueryRowContext(ctx, `INSERT INTO events (event_id, room_nid, type, state_key, sender, depth, origin_ts, stream_pos,
 			json, unsigned, replaces, rejected, soft_failed, relates_to, rel_type, rel_key, state_snapshot)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING event_nid`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+		ON CONFLICT (event_id) DO NOTHING RETURNING event_nid`,
 		string(p.EventID()), roomNID, p.Type(), p.StateKey(), string(p.Sender()), p.Depth(), p.OriginServerTS(), pos,
 		p.JSON(), ne.Added, nullString(string(ne.Replaces)), ne.Rejected, ne.SoftFailed,
 		nullString(relTo), nullString(relType), nullString(relKey), snap).Scan(&nid)
-	if isUniqueViolation(err) {
+	// ON CONFLICT, not a caught unique violation: on PostgreSQL that would
+	// abort the transaction, and callers go on after ErrConflict.
+	if errors.Is(err, sql.ErrNoRows) || isUniqueViolation(err) {
 		return 0, ErrConflict
 	}
 	if err != nil {
