@@ -59,6 +59,9 @@ export function e2eeScenario(servers) {
   });
 
   let roomId;
+  /** Set once alice and bob share the encrypted room: later steps need it. */
+  let roomReady = false;
+  const needRoom = () => assert.ok(roomReady, "needs the encrypted room of the exchange step");
   /** [eventId, body, sender] of every message sent, in order. */
   const sent = [];
   const send = async (d, body) => {
@@ -78,6 +81,7 @@ export function e2eeScenario(servers) {
 
   it("exchanges megolm-encrypted messages, and each decrypts the other's", async () => {
     roomId = await encryptedRoom(alice, [bob]);
+    roomReady = true;
     const m1 = await send(alice, "hello bob, this is secret");
     await assertDecrypts(bob, roomId, m1, "hello bob, this is secret", alice);
     const m2 = await send(bob, "hello alice, so is this");
@@ -91,6 +95,7 @@ export function e2eeScenario(servers) {
 
   let recoveryKey, backupVersion;
   it("sets up cross-signing, secret storage and key backup (UIA by password)", async () => {
+    needRoom();
     recoveryKey = await setUpRecovery(alice, "alice's recovery passphrase");
     assert.match(recoveryKey, /^Es/, "encoded recovery key");
     assert.equal(await alice.crypto.isCrossSigningReady(), true, "isCrossSigningReady");
@@ -141,6 +146,7 @@ export function e2eeScenario(servers) {
   });
 
   it("verifies bob's device with emoji (SAS), and each sees the other verified", async () => {
+    needRoom();
     await within(`${bob.label}: bootstrapCrossSigning`, bob.crypto.bootstrapCrossSigning({ authUploadDeviceSigningKeys: bob.uiaPassword() }));
     const before = await alice.crypto.getDeviceVerificationStatus(bob.userId, bob.deviceId);
     assert.equal(before?.isVerified(), false, `alice's view of bob's device before verifying: ${JSON.stringify(before)}`);
@@ -193,6 +199,7 @@ export function e2eeScenario(servers) {
   // rehydrating it gets its room key without the key backup.
   let forDehydrated;
   it("keeps a dehydrated device (MSC3814) that bob's client encrypts for", async () => {
+    needRoom();
     assert.equal(await alice.crypto.isDehydrationSupported(), true, "isDehydrationSupported");
     // Its key goes into secret storage; the device is signed by alice's
     // self-signing key and uploaded with PUT /dehydrated_device.
@@ -246,6 +253,7 @@ export function e2eeScenario(servers) {
   };
 
   it("rehydrates the dehydrated device on a new device and decrypts what was sent to it", async () => {
+    needRoom();
     assert.ok(recoveryKey && forDehydrated, "needs the recovery key and the dehydrated device of the previous tests");
     // A device of its own, stopped at the end: if rehydration goes wrong
     // the SDK may go on asking the server in the background.
@@ -259,6 +267,9 @@ export function e2eeScenario(servers) {
         d.client.once(CryptoEvent.RehydrationCompleted, resolve);
         d.client.once(CryptoEvent.RehydrationError, (msg) => reject(new Error(`rehydration failed: ${msg}`)));
       });
+      // Awaited below; an error after a failure (the client stopped) is not
+      // the test's.
+      rehydrated.catch(() => {});
       let keys = 0;
       d.client.on(CryptoEvent.RehydrationProgress, (roomKeys) => (keys = roomKeys));
       await within(`${d.label}: startDehydration (rehydrate)`, d.crypto.startDehydration({ rehydrate: true }), 15_000);
@@ -273,6 +284,7 @@ export function e2eeScenario(servers) {
   });
 
   it("restores the key backup on a new device with the recovery key and decrypts the earlier messages", async () => {
+    needRoom();
     assert.ok(recoveryKey, "needs the recovery key of the previous test");
     // Wait for the key backup to hold everything sent so far (bob's last
     // messages reached alice's first device after the backup was made).
@@ -308,6 +320,7 @@ export function e2eeScenario(servers) {
   });
 
   it("bob's client learns of the new device (device_lists.changed), encrypts for it, and trusts it", async () => {
+    needRoom();
     assert.ok(alice2, "needs the new device of the previous test");
     // bob's client learns of alice's new device from device_lists.changed
     // in its sync (across servers: from an m.device_list_update EDU) and
