@@ -210,8 +210,56 @@ func (s *Service) Query(ctx context.Context, requester id.UserID, want map[id.Us
 		rctx, cancel := context.WithTimeout(ctx, timeout)
 		s.queryRemote(rctx, remote, out)
 		cancel()
+		if err := s.addRequesterSignatures(ctx, requester, remote, out); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
+}
+
+// addRequesterSignatures merges into the master keys of users of other
+// servers the signatures requester made on them with its user-signing key
+// (POST /keys/signatures/upload keeps those here; the other server never
+// sees them). Without them a client never sees the users it verified as
+// verified.
+func (s *Service) addRequesterSignatures(ctx context.Context, requester id.UserID, remote map[id.UserID][]id.DeviceID, out *QueryResponse) error {
+	if requester == "" {
+		return nil
+	}
+	var users []id.UserID
+	for u := range remote {
+		if _, ok := out.MasterKeys[u]; ok {
+			users = append(users, u)
+		}
+	}
+	if len(users) == 0 {
+		return nil
+	}
+	sigs, err := s.db.SignaturesOn(ctx, users)
+	if err != nil {
+		return err
+	}
+	for _, u := range users {
+		k, err := parseCrossSigningKey(out.MasterKeys[u], u, store.MasterKey)
+		if err != nil {
+			continue
+		}
+		var mine []store.Signature
+		for _, sg := range sigs {
+			if sg.TargetUser == u && sg.TargetKey == k.name && sg.SignerUser == requester {
+				mine = append(mine, sg)
+			}
+		}
+		if len(mine) == 0 {
+			continue
+		}
+		b, err := withExtras(out.MasterKeys[u], mine, "")
+		if err != nil {
+			return err
+		}
+		out.MasterKeys[u] = b
+	}
+	return nil
 }
 
 // queryLocal adds the keys of local users to out: a statement per user for
