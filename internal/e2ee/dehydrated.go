@@ -47,9 +47,9 @@ type Dehydrate struct {
 // DehydratedEvents is a batch of a dehydrated device's to-device messages.
 type DehydratedEvents struct {
 	Events []json.RawMessage `json:"events"`
-	// NextBatch asks for the messages after these; with no more messages
-	// it comes back with no events.
-	NextBatch string `json:"next_batch"`
+	// NextBatch asks for the messages after these; it is left out when
+	// there are no more (no events).
+	NextBatch string `json:"next_batch,omitempty"`
 }
 
 // PutDehydratedDevice creates the user's dehydrated device with its keys,
@@ -188,6 +188,11 @@ func (s *Service) DehydratedDeviceEvents(ctx context.Context, user id.UserID, de
 		}
 		out.Events = append(out.Events, ev)
 		out.NextBatch = strconv.FormatInt(m.Pos, 10)
+	}
+	if len(out.Events) == 0 {
+		// No next_batch says "no more": matrix-js-sdk fetches batches
+		// while the answer has one (it would loop forever otherwise).
+		out.NextBatch = ""
 	}
 	return out, nil
 }

@@ -156,8 +156,8 @@ func TestDehydratedDevice(t *testing.T) {
 			t.Helper()
 			hstest.MustOK(t, r)
 			ev := hstest.Decode[dehydratedEventsJSON](t, r)
-			if ev.NextBatch == nil {
-				t.Fatalf("%s = %s: no next_batch", r.Call, r.Body)
+			if (ev.NextBatch == nil) != (len(ev.Events) == 0) {
+				t.Fatalf("%s = %s: want a next_batch exactly when there are events", r.Call, r.Body)
 			}
 			return ev
 		}
@@ -178,8 +178,8 @@ func TestDehydratedDevice(t *testing.T) {
 			t.Errorf("second batch = %+v, want messages 2 and 3", b2)
 		}
 		b3 := events(phone.Do(t, "POST", eventsPath(dev1), map[string]any{"next_batch": *b2.NextBatch}))
-		if len(b3.Events) != 0 || *b3.NextBatch != *b2.NextBatch {
-			t.Errorf("batch after the last = %+v, want no events and the same next_batch", b3)
+		if len(b3.Events) != 0 || b3.NextBatch != nil {
+			t.Errorf("batch after the last = %+v, want no events and no next_batch (matrix-js-sdk reads batches while there is one)", b3)
 		}
 		// Nothing was deleted (MSC3814): a rehydration may start over, by
 		// POST or by GET.
