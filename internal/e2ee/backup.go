@@ -9,7 +9,6 @@ package e2ee
 // key routes (the client API checks that).
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -66,11 +65,6 @@ func (k *BackupKey) UnmarshalJSON(data []byte) error {
 	}
 	*k = BackupKey{*raw.FirstMessageIndex, *raw.ForwardedCount, *raw.IsVerified, raw.SessionData}
 	return nil
-}
-
-func isObject(raw json.RawMessage) bool {
-	b := bytes.TrimLeft(raw, " \t\r\n")
-	return len(b) > 0 && b[0] == '{'
 }
 
 // RoomBackup is the backed-up keys of one room (RoomKeyBackup), by session

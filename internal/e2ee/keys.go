@@ -184,13 +184,8 @@ func (s *Service) Query(ctx context.Context, requester id.UserID, want map[id.Us
 	if n > maxQueryDevice {
 		return nil, mxerr.TooLarge("at most %d devices per query", maxQueryDevice)
 	}
-	out := &QueryResponse{
-		DeviceKeys:      map[id.UserID]map[id.DeviceID]json.RawMessage{},
-		MasterKeys:      map[id.UserID]json.RawMessage{},
-		SelfSigningKeys: map[id.UserID]json.RawMessage{},
-		UserSigningKeys: map[id.UserID]json.RawMessage{},
-		Failures:        map[string]json.RawMessage{},
-	}
+	out := &QueryResponse{}
+	initQueryResponse(out)
 	local := map[id.UserID][]id.DeviceID{}
 	remote := map[id.UserID][]id.DeviceID{}
 	for u, devs := range want {

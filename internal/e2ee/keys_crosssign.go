@@ -35,8 +35,6 @@ type csKey struct {
 	pub   ed25519.PublicKey
 }
 
-func present(raw json.RawMessage) bool { return len(raw) > 0 && string(raw) != "null" }
-
 // parseCrossSigningKey checks a cross-signing key of user: its user_id, its
 // usage and its one ed25519 key.
 func parseCrossSigningKey(raw []byte, user id.UserID, typ string) (*csKey, error) {
@@ -421,11 +419,8 @@ func (s *Service) masterKeyOf(ctx context.Context, u id.UserID, csks map[id.User
 	if s.isLocal(u) {
 		return nil, "", nil
 	}
-	q := QueryResponse{
-		DeviceKeys: map[id.UserID]map[id.DeviceID]json.RawMessage{}, MasterKeys: map[id.UserID]json.RawMessage{},
-		SelfSigningKeys: map[id.UserID]json.RawMessage{}, UserSigningKeys: map[id.UserID]json.RawMessage{},
-		Failures: map[string]json.RawMessage{},
-	}
+	var q QueryResponse
+	initQueryResponse(&q)
 	rctx, cancel := context.WithTimeout(ctx, defaultTimeout)
 	s.queryRemote(rctx, map[id.UserID][]id.DeviceID{u: {}}, &q)
 	cancel()

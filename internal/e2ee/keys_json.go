@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -94,6 +95,9 @@ func withExtras(canon []byte, sigs []store.Signature, name string) (json.RawMess
 	if err := json.Unmarshal(canon, &obj); err != nil {
 		return nil, fmt.Errorf("stored key: %w", err)
 	}
+	if obj == nil {
+		return nil, errors.New("stored key: not an object")
+	}
 	if len(sigs) > 0 {
 		all := map[string]map[string]json.RawMessage{}
 		if s, ok := obj["signatures"]; ok {
@@ -139,3 +143,12 @@ func failure(code, format string, a ...any) json.RawMessage {
 	b, _ := json.Marshal(map[string]string{"errcode": code, "error": fmt.Sprintf(format, a...)})
 	return b
 }
+
+// isObject reports whether raw is a JSON object.
+func isObject(raw json.RawMessage) bool {
+	b := bytes.TrimLeft(raw, " \t\r\n")
+	return len(b) > 0 && b[0] == '{'
+}
+
+// present reports whether raw holds a JSON value other than null.
+func present(raw json.RawMessage) bool { return len(raw) > 0 && string(raw) != "null" }

@@ -189,7 +189,7 @@ func (s *Service) ReceiveDeviceListUpdate(ctx context.Context, origin string, u 
 		return err
 	}
 	keys := u.Keys
-	if !isJSONValue(keys) {
+	if !present(keys) {
 		keys = nil
 	} else if !deviceKeysOf(keys, u.UserID, u.DeviceID) {
 		log.Debug("device list update: keys of another device dropped")
@@ -231,15 +231,15 @@ func (s *Service) ReceiveSigningKeyUpdate(ctx context.Context, origin string, u 
 	}
 	s.remote.heardFrom(origin)
 	master, ssk := u.MasterKey, u.SelfSigningKey
-	if isJSONValue(master) && !crossSigningKeyOf(master, u.UserID, "master") {
+	if present(master) && !crossSigningKeyOf(master, u.UserID, "master") {
 		log.Debug("signing key update: master key of another user or usage dropped")
 		master = nil
 	}
-	if isJSONValue(ssk) && !crossSigningKeyOf(ssk, u.UserID, "self_signing") {
+	if present(ssk) && !crossSigningKeyOf(ssk, u.UserID, "self_signing") {
 		log.Debug("signing key update: self-signing key of another user or usage dropped")
 		ssk = nil
 	}
-	if !isJSONValue(master) && !isJSONValue(ssk) {
+	if !present(master) && !present(ssk) {
 		return nil
 	}
 	if _, ok, err := s.sharedSince(ctx, u.UserID); err != nil || !ok {
@@ -282,11 +282,6 @@ func (s *Service) sharedSince(ctx context.Context, user id.UserID) (int64, bool,
 // room is left; here the memberships tell).
 func trusted(st store.RemoteListState, sharedSince int64) bool {
 	return st.Tracked() && sharedSince <= st.FetchedPos
-}
-
-// isJSONValue reports whether raw holds a JSON value other than null.
-func isJSONValue(raw json.RawMessage) bool {
-	return len(raw) > 0 && string(raw) != "null"
 }
 
 // remoteKeyHead is what is checked of a key object of another server.

@@ -234,19 +234,19 @@ func addQueryAnswer(out *QueryResponse, server string, asked map[id.UserID][]id.
 			out.DeviceKeys[u] = m
 		}
 		for d, k := range devs {
-			if (len(want) > 0 && !slices.Contains(want, d)) || !isJSONValue(k) || !deviceKeysOf(k, u, d) {
+			if (len(want) > 0 && !slices.Contains(want, d)) || !present(k) || !deviceKeysOf(k, u, d) {
 				continue
 			}
 			m[d] = k
 		}
 	}
 	for u, k := range resp.MasterKeys {
-		if _, ok := asked[u]; ok && u.Homeserver() == server && isJSONValue(k) && crossSigningKeyOf(k, u, "master") {
+		if _, ok := asked[u]; ok && u.Homeserver() == server && present(k) && crossSigningKeyOf(k, u, "master") {
 			out.MasterKeys[u] = k
 		}
 	}
 	for u, k := range resp.SelfSigningKeys {
-		if _, ok := asked[u]; ok && u.Homeserver() == server && isJSONValue(k) && crossSigningKeyOf(k, u, "self_signing") {
+		if _, ok := asked[u]; ok && u.Homeserver() == server && present(k) && crossSigningKeyOf(k, u, "self_signing") {
 			out.SelfSigningKeys[u] = k
 		}
 	}
@@ -321,7 +321,7 @@ func (s *Service) claimRemoteUsers(ctx context.Context, want map[id.UserID]map[i
 					continue
 				}
 				for keyID, k := range keys {
-					if !strings.HasPrefix(keyID, alg+":") || !isJSONValue(k) {
+					if !strings.HasPrefix(keyID, alg+":") || !present(k) {
 						continue
 					}
 					if out.OneTimeKeys[u] == nil {
@@ -388,6 +388,9 @@ func initQueryResponse(out *QueryResponse) {
 	if out.SelfSigningKeys == nil {
 		out.SelfSigningKeys = map[id.UserID]json.RawMessage{}
 	}
+	if out.UserSigningKeys == nil {
+		out.UserSigningKeys = map[id.UserID]json.RawMessage{}
+	}
 	if out.Failures == nil {
 		out.Failures = map[string]json.RawMessage{}
 	}
@@ -417,23 +420,7 @@ func remoteFailure(err error) json.RawMessage {
 // unsigned.device_display_name set to name (keys as they are when name is
 // "" or keys is not an object).
 func withDisplayName(keys json.RawMessage, name string) json.RawMessage {
-	if name == "" {
-		return keys
-	}
-	var obj map[string]json.RawMessage
-	if json.Unmarshal(keys, &obj) != nil || obj == nil {
-		return keys
-	}
-	unsigned := map[string]json.RawMessage{}
-	if u, ok := obj["unsigned"]; ok && json.Unmarshal(u, &unsigned) != nil {
-		unsigned = map[string]json.RawMessage{}
-	}
-	if unsigned == nil {
-		unsigned = map[string]json.RawMessage{}
-	}
-	unsigned["device_display_name"], _ = json.Marshal(name)
-	obj["unsigned"], _ = json.Marshal(unsigned)
-	b, err := json.Marshal(obj)
+	b, err := withExtras(keys, nil, name)
 	if err != nil {
 		return keys
 	}

@@ -347,16 +347,16 @@ func listFromResponse(resp *federation.UserDevicesResponse) store.RemoteDeviceLi
 		}
 		seen[d.DeviceID] = true
 		keys := d.Keys
-		if !isJSONValue(keys) || !deviceKeysOf(keys, user, d.DeviceID) {
+		if !present(keys) || !deviceKeysOf(keys, user, d.DeviceID) {
 			keys = nil
 		}
 		l.Devices = append(l.Devices, store.RemoteDevice{DeviceID: d.DeviceID, DisplayName: d.DeviceDisplayName, Keys: keys})
 	}
 	slices.SortFunc(l.Devices, func(a, b store.RemoteDevice) int { return cmp.Compare(a.DeviceID, b.DeviceID) })
-	if isJSONValue(resp.MasterKey) && crossSigningKeyOf(resp.MasterKey, user, "master") {
+	if present(resp.MasterKey) && crossSigningKeyOf(resp.MasterKey, user, "master") {
 		l.MasterKey = resp.MasterKey
 	}
-	if isJSONValue(resp.SelfSigningKey) && crossSigningKeyOf(resp.SelfSigningKey, user, "self_signing") {
+	if present(resp.SelfSigningKey) && crossSigningKeyOf(resp.SelfSigningKey, user, "self_signing") {
 		l.SelfSigningKey = resp.SelfSigningKey
 	}
 	return l

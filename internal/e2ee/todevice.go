@@ -109,7 +109,7 @@ func (s *Service) SendToDevice(ctx context.Context, sender id.UserID, device id.
 			if !toDeviceValidID(string(dev)) {
 				return mxerr.InvalidParam("Invalid device ID %q of %s", dev, user)
 			}
-			if !toDeviceObject(content) {
+			if !isObject(content) {
 				return mxerr.BadJSON("The message for %s %s is not a JSON object", user, dev)
 			}
 			if len(content) > toDeviceMaxContent {
@@ -243,7 +243,7 @@ func (s *Service) ReceiveToDevice(ctx context.Context, origin string, m federati
 		}
 		ok := make(map[id.DeviceID]json.RawMessage, len(devs))
 		for dev, content := range devs {
-			if toDeviceObject(content) && toDeviceValidID(string(dev)) {
+			if isObject(content) && toDeviceValidID(string(dev)) {
 				ok[dev] = content
 			}
 		}
@@ -423,16 +423,4 @@ func toDeviceUserServer(user id.UserID) (string, bool) {
 // toDeviceMaxID bytes without NUL (which PostgreSQL's text refuses).
 func toDeviceValidID(s string) bool {
 	return s != "" && len(s) <= toDeviceMaxID && strings.IndexByte(s, 0) < 0
-}
-
-// toDeviceObject reports whether raw is a JSON object.
-func toDeviceObject(raw json.RawMessage) bool {
-	for _, c := range raw {
-		switch c {
-		case ' ', '\t', '\r', '\n':
-			continue
-		}
-		return c == '{'
-	}
-	return false
 }
