@@ -50,6 +50,11 @@ var rank = map[string]int{
 	"internal/mx":              10,
 	"internal/config":          10,
 	"internal/deps":            0,
+
+	// polder-bench: a load tool that speaks only HTTP to any homeserver;
+	// internal/bench imports std only.
+	"cmd/polder-bench": 1000,
+	"internal/bench":   5,
 }
 
 var sqlOnly = []string{"database/sql", "github.com/jackc/pgx", "modernc.org/sqlite", "github.com/mattn/go-sqlite3", "github.com/lib/pq"}
