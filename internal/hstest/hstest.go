@@ -21,6 +21,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -148,7 +150,7 @@ func Start(tb testing.TB, e storetest.Engine, opts Options) *Server {
 		t:         tb,
 		transport: tr,
 		http:      &http.Client{Transport: tr, Timeout: 30 * time.Second},
-		logs:      newLogSink(tb),
+		logs:      newLogSink(tb, cfg.ServerName),
 		fed:       opts.fed,
 	}
 	tb.Cleanup(func() {
@@ -265,18 +267,32 @@ func (s *Server) Logs() string { return s.logs.String() }
 // logSink collects the server's logs and copies lines at Warn and above to
 // the test's output (shown on failure or with -v). POLDER_TEST_LOG=debug or
 // info shows more. After the test ends it drops what comes late.
+//
+// POLDER_TEST_LOGDIR=dir also writes every line (all levels, no size
+// limit) to dir/<test>.<server name>.log, for the failures that only
+// happen under load: run the test in a loop and read the file of the run
+// that failed.
 type logSink struct {
 	t      testing.TB
 	mu     sync.Mutex
 	buf    []byte
 	closed bool
 	level  slog.Level
+	file   *os.File
 }
 
-func newLogSink(tb testing.TB) *logSink {
+func newLogSink(tb testing.TB, serverName string) *logSink {
 	l := &logSink{t: tb, level: slog.LevelWarn}
 	if v := os.Getenv("POLDER_TEST_LOG"); v != "" {
 		_ = l.level.UnmarshalText([]byte(v))
+	}
+	if dir := os.Getenv("POLDER_TEST_LOGDIR"); dir != "" {
+		name := strings.NewReplacer("/", "_", " ", "_").Replace(tb.Name()) + "." + serverName + ".log"
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			tb.Fatalf("POLDER_TEST_LOGDIR: %v", err)
+		}
+		l.file = f
 	}
 	return l
 }
@@ -294,6 +310,9 @@ func (l *logSink) Write(p []byte) (int, error) {
 	if len(l.buf) < 4<<20 {
 		l.buf = append(l.buf, p...)
 	}
+	if l.file != nil {
+		_, _ = l.file.Write(p)
+	}
 	return len(p), nil
 }
 
@@ -309,6 +328,10 @@ func (l *logSink) echo(p []byte) (int, error) {
 func (l *logSink) close() {
 	l.mu.Lock()
 	l.closed = true
+	if l.file != nil {
+		_ = l.file.Close()
+		l.file = nil
+	}
 	l.mu.Unlock()
 }
 

@@ -522,6 +522,8 @@ func (s *Service) walkBack(ctx context.Context, origin string, roomID id.RoomID,
 			if len(out) < limit {
 				if ok, err := s.serverCanSee(ctx, origin, ev); err == nil && ok {
 					out = append(out, ev)
+				} else {
+					s.log.Debug("event withheld from a server", "event_id", ev.EventID(), "destination", origin, "err", err)
 				}
 			}
 			next = append(next, ev.PrevEventIDs()...)

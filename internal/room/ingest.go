@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	gosync "sync"
 
@@ -85,6 +86,7 @@ func (s *Service) receiveRoom(ctx context.Context, origin string, roomID id.Room
 	}
 	verified, bad := s.verifyAll(ctx, pdus)
 	for k, v := range bad {
+		s.log.Debug("inbound PDU failed verification", "event_id", k, "room_id", roomID, "origin", origin, "err", v)
 		res[k] = v
 	}
 	slices.SortStableFunc(verified, func(a, b *event.PDU) int { return int(a.Depth() - b.Depth()) })
@@ -192,9 +194,13 @@ func (s *Service) ingest(ctx context.Context, rs *roomState, origin string, p *e
 // An event we hold as an outlier (from a join's state) becomes a
 // backfilled timeline event.
 func (s *Service) ingestEvent(ctx context.Context, rs *roomState, origin string, p *event.PDU, fetch, backfill bool) error {
+	// An event we hold as an outlier (fetched for the state at a gap, or
+	// in an auth or state chain) is in the past of events we have: it is
+	// checked and becomes a timeline event, late, but it moves neither the
+	// forward extremities nor the current state.
 	promote := false
 	if old, err := s.db.Event(ctx, p.EventID()); err == nil {
-		if !backfill || old.StreamPos != 0 || old.IsRejected {
+		if old.StreamPos != 0 || old.IsRejected {
 			return nil
 		}
 		promote = true
@@ -289,10 +295,11 @@ func (s *Service) ingestEvent(ctx context.Context, rs *roomState, origin string,
 			}
 		}
 	}
-	// Forward extremities and current state move for accepted events.
+	// Forward extremities and current state move for accepted new events.
 	current := rs.state
 	extremities := rs.extremities
-	if rejectErr == nil && !softFailed && !backfill {
+	moves := rejectErr == nil && !softFailed && !backfill && !promote
+	if moves {
 		extremities = make([]id.EventID, 0, len(rs.extremities)+1)
 		for _, x := range rs.extremities {
 			if !slices.Contains(p.PrevEventIDs(), x) {
@@ -319,6 +326,11 @@ func (s *Service) ingestEvent(ctx context.Context, rs *roomState, origin string,
 		ne.Extremities = extremities
 		ne.CurrentChanges = diff(rs.state, current)
 	}
+	if promote && rejectErr != nil {
+		// It stays the outlier it was: the events that made us fetch it
+		// passed with it.
+		return &rejection{rejectErr}
+	}
 	var red *redaction
 	var pos int64
 	err = s.db.WithTx(ctx, "persist_remote_event", func(tx *store.Tx) error {
@@ -332,7 +344,7 @@ func (s *Service) ingestEvent(ctx context.Context, rs *roomState, origin string,
 		}
 		if p.Type() == event.TypeRedaction && p.Redacts() != "" && rejectErr == nil && !softFailed {
 			st := current
-			if backfill {
+			if backfill || promote {
 				st = before
 			}
 			red, err = s.applyRedaction(ctx, tx, rs, st, ec.pdu, p)
@@ -352,7 +364,7 @@ func (s *Service) ingestEvent(ctx context.Context, rs *roomState, origin string,
 		return nil
 	}
 	// Commit happened: update the cache.
-	if rejectErr == nil && !softFailed {
+	if moves {
 		for k, eid := range ne.CurrentChanges {
 			if old, ok := rs.state[k]; ok {
 				delete(rs.events, old)
@@ -369,10 +381,10 @@ func (s *Service) ingestEvent(ctx context.Context, rs *roomState, origin string,
 		rs.state = current
 		rs.extremities = extremities
 		rs.depth = max(rs.depth, p.Depth())
-		if red != nil {
-			if _, ok := rs.events[red.target]; ok {
-				rs.events[red.target] = red.redacted
-			}
+	}
+	if red != nil {
+		if _, ok := rs.events[red.target]; ok {
+			rs.events[red.target] = red.redacted
 		}
 	}
 	s.announce(&store.Event{PDU: p, StreamPos: pos, Added: ne.Added, Replaces: ne.Replaces, IsRejected: ne.Rejected, SoftFailed: softFailed})
@@ -441,7 +453,17 @@ func (s *Service) missingEvents(ctx context.Context, version id.RoomVersion, ori
 		raws[i] = r
 	}
 	pdus, _ := parseAll(version, p.RoomID(), raws)
-	verified, _ := s.verifyAll(ctx, pdus)
+	verified, bad := s.verifyAll(ctx, pdus)
+	for eid, err := range bad {
+		s.log.Debug("missing event failed verification", "event_id", eid, "origin", origin, "err", err)
+	}
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		got := make([]id.EventID, len(verified))
+		for i, m := range verified {
+			got[i] = m.EventID()
+		}
+		s.log.Debug("get_missing_events answered", "room_id", p.RoomID(), "destination", origin, "latest", p.EventID(), "earliest", earliest, "returned", len(raws), "events", got)
+	}
 	slices.SortStableFunc(verified, func(a, b *event.PDU) int { return int(a.Depth() - b.Depth()) })
 	return slices.DeleteFunc(verified, func(m *event.PDU) bool { return m.EventID() == p.EventID() })
 }

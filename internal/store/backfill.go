@@ -19,10 +19,16 @@ func (tx *Tx) NextBackfillPos(ctx context.Context) (int64, error) {
 	return pos, nil
 }
 
-// PromoteOutlier makes a stored outlier a (backfilled) timeline event: it
-// gets a backfill stream position and the state after it, as PersistEvent
-// would have given it. It returns the position, or ErrNotFound if the
-// event is not an outlier.
+// PromoteOutlier makes a stored outlier a timeline event, with the state
+// after it as PersistEvent would have given it. A backfilled one
+// (ne.Backfilled) gets a backfill stream position; any other one, an event
+// that reached us live after we had fetched it as an outlier (for the
+// state at a gap, or in an auth chain), gets the next stream position, so
+// that sync delivers it late rather than never (as Synapse does when it
+// de-outliers an event). ne.SoftFailed is kept. It returns the position,
+// or ErrNotFound if the event is not an outlier. It moves neither the
+// forward extremities nor the current state: an outlier is in the past of
+// the events that made us fetch it.
 func (tx *Tx) PromoteOutlier(ctx context.Context, ne NewEvent) (int64, error) {
 	p := ne.PDU
 	nid, err := roomNID(ctx, tx, p.RoomID())
@@ -33,13 +39,17 @@ func (tx *Tx) PromoteOutlier(ctx context.Context, ne NewEvent) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("state after %s: %w", p.EventID(), err)
 	}
-	pos, err := tx.NextBackfillPos(ctx)
+	next := tx.NextStreamPos
+	if ne.Backfilled {
+		next = tx.NextBackfillPos
+	}
+	pos, err := next(ctx)
 	if err != nil {
 		return 0, err
 	}
-	res, err := tx.ExecContext(ctx, `UPDATE events SET stream_pos = $2, state_snapshot = $3, unsigned = $4, replaces = $5
+	res, err := tx.ExecContext(ctx, `UPDATE events SET stream_pos = $2, state_snapshot = $3, unsigned = $4, replaces = $5, soft_failed = $6
 		WHERE event_id = $1 AND stream_pos IS NULL AND NOT rejected`,
-		string(p.EventID()), pos, snap, ne.Added, nullString(string(ne.Replaces)))
+		string(p.EventID()), pos, snap, ne.Added, nullString(string(ne.Replaces)), ne.SoftFailed)
 	if err != nil {
 		return 0, fmt.Errorf("promote %s: %w", p.EventID(), err)
 	}

@@ -231,5 +231,27 @@ func TestSyncComplementTimelineGap(t *testing.T) {
 		if jr == nil || !slices.Equal(syncBodies(jr.Timeline.Events), []string{"after"}) || jr.Timeline.Limited {
 			t.Errorf("sync after the gap = %+v, want only \"after\", not limited", jr)
 		}
+
+		// M3, held as an outlier, then reaches hs1 live (its sender's
+		// server was slow to send it): it becomes a timeline event that
+		// alice can read and that her next sync has, late, without
+		// becoming a forward extremity.
+		m3 := missing[2].EventID()
+		if r := e.alice.Do(t, "GET", roomPath(e.roomID, "/event/"+url.PathEscape(string(m3))), nil); r.Status != http.StatusNotFound {
+			t.Errorf("GET outlier M3 before it arrived: %d %s, want 404", r.Status, r.Body)
+		}
+		next = doSync(t, e.alice, syncSince(next)+"&"+filter).NextBatch
+		e.send(t, missing[2])
+		if r := e.alice.Do(t, "GET", roomPath(e.roomID, "/event/"+url.PathEscape(string(m3))), nil); r.Status != http.StatusOK {
+			t.Errorf("GET M3 after it arrived: %d %s", r.Status, r.Body)
+		}
+		jr = doSync(t, e.alice, syncSince(next)+"&"+filter).join(e.roomID)
+		if jr == nil || !slices.Equal(syncBodies(jr.Timeline.Events), []string{"M3"}) {
+			t.Errorf("sync after M3 arrived = %+v, want M3", jr)
+		}
+		last := sendText(t, e.alice, e.roomID, "after M3")
+		if p := e.remote.Await(t, id.EventID(last)); slices.Contains(p.PrevEventIDs(), m3) {
+			t.Errorf("alice's next message builds on M3 (%v): a late outlier became a forward extremity", p.PrevEventIDs())
+		}
 	})
 }
