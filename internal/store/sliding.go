@@ -1,0 +1,328 @@
+package store
+
+// Simplified sliding sync (MSC4186): the room list of a user sorted by
+// bump stamp, the filters' inputs (room types, encryption, space
+// children) for many rooms at once, and the per-connection state that
+// makes pos tokens survive a restart (migration 0018_sliding_sync.sql).
+//
+// A connection is (user, device, conn_id). Each response gets a new
+// position of its connection; the pos token handed to the client is made
+// and parsed here ("<conn>_<pos>"), and a token is only found for the user
+// and device it was issued to (MSC4186 "Servers MUST reject a pos that was
+// not issued to the requesting user and device").
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+)
+
+// SlidingBumpTypes are the event types that bump a room (MSC4186
+// "bump_stamp": "Proper activity").
+var SlidingBumpTypes = []string{
+	"m.room.create", "m.room.message", "m.room.encrypted", "m.sticker",
+	"m.call.invite", "m.poll.start", "m.beacon_info",
+}
+
+// SlidingConnExpiry is how long a connection unused is kept: a pos of a
+// connection idle for longer is unknown (M_UNKNOWN_POS).
+const SlidingConnExpiry = 7 * 24 * time.Hour
+
+// slidingConnsPerDevice bounds the connections kept per device (MSC4186
+// "Security considerations"); the least recently used go first.
+const slidingConnsPerDevice = 20
+
+// SlidingRoomEntry is a room of a user's sliding sync room list.
+type SlidingRoomEntry struct {
+	RoomID     id.RoomID
+	Membership string
+	Sender     id.UserID // of the member event
+	MemberPos  int64     // stream position of the member event
+	// Bump is the stream position of the room's newest event of a bump
+	// type when the user is joined, else MemberPos.
+	Bump int64
+}
+
+// SlidingRoomList returns every room user has a (not forgotten)
+// membership of, with its bump position, in one statement: a seek at the
+// end of events_room_type_stream per room and bump type.
+func (db *DB) SlidingRoomList(ctx context.Context, user id.UserID) ([]SlidingRoomEntry, error) {
+	args := []any{string(user)}
+	subs := make([]string, len(SlidingBumpTypes))
+	for i, t := range SlidingBumpTypes {
+		subs[i] = `COALESCE((SELECT MAX(e.stream_pos) FROM events e WHERE e.room_nid = m.room_nid AND e.type = ` + param(&args, t) + `), 0)`
+	}
+	greatest := "GREATEST("
+	if db.dialect == SQLite {
+		greatest = "MAX("
+	}
+	query := `SELECT r.room_id, m.membership, m.sender, m.stream_pos,
+		CASE WHEN m.membership = 'join' THEN ` + greatest + strings.Join(subs, ", ") + `) ELSE 0 END
+		FROM memberships m JOIN rooms r ON r.room_nid = m.room_nid WHERE m.user_id = $1 AND NOT m.forgotten`
+	var out []SlidingRoomEntry
+	err := db.read(ctx, "sliding_room_list", func(q querier) error {
+		rows, err := q.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var e SlidingRoomEntry
+			if err := rows.Scan(&e.RoomID, &e.Membership, &e.Sender, &e.MemberPos, &e.Bump); err != nil {
+				return err
+			}
+			if e.Bump <= 0 {
+				// Not joined, or no bump event in the timeline (a room
+				// joined over federation whose create event is an outlier).
+				e.Bump = e.MemberPos
+			}
+			out = append(out, e)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// CurrentStateOfTypes returns, for each room, the events of its current
+// state of the given types (all of them for the rooms given), in a few
+// statements.
+func (db *DB) CurrentStateOfTypes(ctx context.Context, rooms []id.RoomID, types []string) (map[id.RoomID][]*Event, error) {
+	out := make(map[id.RoomID][]*Event, len(rooms))
+	if len(rooms) == 0 || len(types) == 0 {
+		return out, nil
+	}
+	err := db.read(ctx, "current_state_of_types", func(q querier) error {
+		for chunk := range chunks(rooms, 300) {
+			var args []any
+			for _, t := range types {
+				args = append(args, t)
+			}
+			for _, r := range chunk {
+				args = append(args, string(r))
+			}
+			rows, err := q.QueryContext(ctx, `SELECT `+eventCols+eventFrom+`JOIN current_state c ON c.event_nid = e.event_nid
+				WHERE c.type IN (`+placeholders(1, len(types))+`) AND c.room_nid IN (SELECT room_nid FROM rooms WHERE room_id IN (`+
+				placeholders(len(types)+1, len(chunk))+`))`, args...)
+			if err != nil {
+				return err
+			}
+			evs, err := scanEvents(rows)
+			if err != nil {
+				return err
+			}
+			for _, ev := range evs {
+				out[ev.RoomID()] = append(out[ev.RoomID()], ev)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// SlidingSent is what a connection sent of a room.
+type SlidingSent struct {
+	RoomID id.RoomID
+	// SentTo is the stream position up to which the room was sent.
+	SentTo        int64
+	TimelineLimit int
+	// RequiredState is a canonical key of the required_state config it
+	// was sent with.
+	RequiredState string
+}
+
+// SlidingPosition is what a pos token stands for.
+type SlidingPosition struct {
+	Token          string
+	Stream, Typing int64
+	// Subscriptions are the room subscriptions in force (JSON object).
+	Subscriptions json.RawMessage
+	// Rooms are the rooms sent on the connection up to this position.
+	Rooms map[id.RoomID]SlidingSent
+}
+
+// parseSlidingToken splits a pos token into its connection and position.
+func parseSlidingToken(tok string) (conn, pos int64, ok bool) {
+	a, b, found := strings.Cut(tok, "_")
+	if !found {
+		return 0, 0, false
+	}
+	c, err1 := strconv.ParseInt(a, 10, 64)
+	p, err2 := strconv.ParseInt(b, 10, 64)
+	return c, p, err1 == nil && err2 == nil && c > 0 && p > 0
+}
+
+// SlidingPos returns what token stands for on the connection (user,
+// device, connID), with the rooms sent up to it. Errors: ErrNotFound for
+// a token that is malformed, of another user, device or connection, of a
+// position no longer kept (an older response's, or one never
+// acknowledged and dropped by a retry) or of an expired connection.
+func (db *DB) SlidingPos(ctx context.Context, user id.UserID, device id.DeviceID, connID, token string) (*SlidingPosition, error) {
+	conn, pos, ok := parseSlidingToken(token)
+	if !ok {
+		return nil, ErrNotFound
+	}
+	p := &SlidingPosition{Token: token, Rooms: map[id.RoomID]SlidingSent{}}
+	err := db.read(ctx, "sliding_pos", func(q querier) error {
+		var used int64
+		err := q.QueryRowContext(ctx, `SELECT c.used_ts, p.stream_pos, p.typing_pos, p.subscriptions
+			FROM sliding_conns c JOIN sliding_positions p ON p.conn_nid = c.conn_nid
+			WHERE c.conn_nid = $1 AND c.user_id = $2 AND c.device_id = $3 AND c.conn_id = $4 AND p.pos = $5`,
+			conn, string(user), string(device), connID, pos).Scan(&used, &p.Stream, &p.Typing, &p.Subscriptions)
+		if err != nil {
+			return notFound(err)
+		}
+		if nowMS()-used > SlidingConnExpiry.Milliseconds() {
+			return ErrNotFound
+		}
+		rows, err := q.QueryContext(ctx, `SELECT room_id, pos, sent_to, timeline_limit, required_state FROM sliding_rooms
+			WHERE conn_nid = $1 AND pos <= $2 ORDER BY pos`, conn, pos)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var s SlidingSent
+			var at int64
+			if err := rows.Scan(&s.RoomID, &at, &s.SentTo, &s.TimelineLimit, &s.RequiredState); err != nil {
+				return err
+			}
+			p.Rooms[s.RoomID] = s // in pos order: the newest row wins
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// SlidingSave records a response on the connection (user, device,
+// connID): the position it was read up to, the subscriptions in force
+// and the rooms it sent, and returns its pos token. after is the token
+// the request came with ("" for a new connection, which replaces any
+// connection of the same conn_id): the client acknowledged it, so the
+// positions before it and the responses after it that the client did not
+// take are forgotten. Errors: ErrNotFound when after is no longer known.
+func (db *DB) SlidingSave(ctx context.Context, user id.UserID, device id.DeviceID, connID, after string, stream, typing int64, subs json.RawMessage, sent []SlidingSent) (string, error) {
+	if subs == nil {
+		subs = json.RawMessage("{}")
+	}
+	var token string
+	err := db.WithTx(ctx, "sliding_save", func(tx *Tx) error {
+		now := nowMS()
+		var conn, base int64
+		if after == "" {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM sliding_conns WHERE user_id = $1 AND device_id = $2 AND conn_id = $3`,
+				string(user), string(device), connID); err != nil {
+				return err
+			}
+			if err := tx.QueryRowContext(ctx, `INSERT INTO sliding_conns (user_id, device_id, conn_id, created_ts, used_ts, next_pos)
+				VALUES ($1, $2, $3, $4, $4, 1) RETURNING conn_nid`, string(user), string(device), connID, now).Scan(&conn); err != nil {
+				return err
+			}
+			// Bound the connections of the device.
+			if _, err := tx.ExecContext(ctx, `DELETE FROM sliding_conns WHERE user_id = $1 AND device_id = $2 AND conn_nid NOT IN
+				(SELECT conn_nid FROM sliding_conns WHERE user_id = $1 AND device_id = $2 ORDER BY used_ts DESC, conn_nid DESC LIMIT $3)`,
+				string(user), string(device), slidingConnsPerDevice); err != nil {
+				return err
+			}
+		} else {
+			var ok bool
+			if conn, base, ok = parseSlidingToken(after); !ok {
+				return ErrNotFound
+			}
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM sliding_conns c JOIN sliding_positions p ON p.conn_nid = c.conn_nid
+				WHERE c.conn_nid = $1 AND c.user_id = $2 AND c.device_id = $3 AND c.conn_id = $4 AND p.pos = $5`,
+				conn, string(user), string(device), connID, base).Scan(&n); err != nil {
+				return err
+			}
+			if n == 0 {
+				return ErrNotFound
+			}
+			// The client took base: older positions are not needed, nor
+			// rows superseded at or before it; later ones it never took.
+			for _, q := range []string{
+				`DELETE FROM sliding_positions WHERE conn_nid = $1 AND pos <> $2`,
+				`DELETE FROM sliding_rooms WHERE conn_nid = $1 AND pos > $2`,
+				`DELETE FROM sliding_rooms WHERE conn_nid = $1 AND pos < $2 AND EXISTS (SELECT 1 FROM sliding_rooms n
+					WHERE n.conn_nid = sliding_rooms.conn_nid AND n.room_id = sliding_rooms.room_id AND n.pos > sliding_rooms.pos AND n.pos <= $2)`,
+			} {
+				if _, err := tx.ExecContext(ctx, q, conn, base); err != nil {
+					return err
+				}
+			}
+		}
+		var pos int64
+		if err := tx.QueryRowContext(ctx, `UPDATE sliding_conns SET next_pos = next_pos + 1, used_ts = $2 WHERE conn_nid = $1 RETURNING next_pos - 1`,
+			conn, now).Scan(&pos); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO sliding_positions (conn_nid, pos, stream_pos, typing_pos, subscriptions) VALUES ($1, $2, $3, $4, $5)`,
+			conn, pos, stream, typing, []byte(subs)); err != nil {
+			return err
+		}
+		for chunk := range chunks(sent, 100) {
+			args := []any{conn, pos}
+			var vals []string
+			for _, s := range chunk {
+				vals = append(vals, fmt.Sprintf("($1, $2, %s, %s, %s, %s)", param(&args, string(s.RoomID)), param(&args, s.SentTo),
+					param(&args, s.TimelineLimit), param(&args, s.RequiredState)))
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO sliding_rooms (conn_nid, pos, room_id, sent_to, timeline_limit, required_state) VALUES `+
+				strings.Join(vals, ", "), args...); err != nil {
+				return err
+			}
+		}
+		token = strconv.FormatInt(conn, 10) + "_" + strconv.FormatInt(pos, 10)
+		return nil
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	return token, err
+}
+
+// LatestStreamPositions returns, for each room, the stream position of
+// its newest timeline event at or before to (rooms without one are left
+// out): one seek at the end of events_room_stream per room.
+func (db *DB) LatestStreamPositions(ctx context.Context, rooms []id.RoomID, to int64) (map[id.RoomID]int64, error) {
+	out := make(map[id.RoomID]int64, len(rooms))
+	err := db.read(ctx, "latest_stream_positions", func(q querier) error {
+		for chunk := range chunks(rooms, 300) {
+			args := []any{to}
+			for _, r := range chunk {
+				args = append(args, string(r))
+			}
+			rows, err := q.QueryContext(ctx, `SELECT r.room_id, (SELECT MAX(e.stream_pos) FROM events e
+				WHERE e.room_nid = r.room_nid AND e.stream_pos <= $1) FROM rooms r WHERE r.room_id IN (`+placeholders(2, len(chunk))+`)`, args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var r id.RoomID
+				var p sql.NullInt64
+				if err := rows.Scan(&r, &p); err != nil {
+					rows.Close()
+					return err
+				}
+				if p.Valid {
+					out[r] = p.Int64
+				}
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}
