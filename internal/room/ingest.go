@@ -108,12 +108,23 @@ func (s *Service) receiveRoom(ctx context.Context, origin string, roomID id.Room
 		return res
 	}
 	defer rs.mu.Unlock()
-	for _, m := range gap {
-		if err := s.ingest(ctx, rs, origin, m, false); err != nil {
-			s.log.Debug("missing event not accepted", "event_id", m.EventID(), "err", err)
-		}
-	}
+	// The gap's events and the transaction's, together in depth order: a
+	// fetched event may build on one the transaction carries (a fork that
+	// merged it), which must be in before it, not fetched a second time
+	// as the state at a gap.
+	inTxn := make(map[id.EventID]bool, len(verified))
 	for _, p := range verified {
+		inTxn[p.EventID()] = true
+	}
+	all := append(gap, verified...)
+	slices.SortStableFunc(all, func(a, b *event.PDU) int { return int(a.Depth() - b.Depth()) })
+	for _, p := range all {
+		if !inTxn[p.EventID()] {
+			if err := s.ingest(ctx, rs, origin, p, false); err != nil {
+				s.log.Debug("missing event not accepted", "event_id", p.EventID(), "err", err)
+			}
+			continue
+		}
 		err := s.ingest(ctx, rs, origin, p, true)
 		if err != nil {
 			s.log.Debug("inbound PDU not accepted", "event_id", p.EventID(), "room_id", roomID, "origin", origin, "err", err)

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"sync/atomic"
 	"testing"
 
 	"maunium.net/go/mautrix/id"
@@ -252,6 +253,40 @@ func TestSyncComplementTimelineGap(t *testing.T) {
 		last := sendText(t, e.alice, e.roomID, "after M3")
 		if p := e.remote.Await(t, id.EventID(last)); slices.Contains(p.PrevEventIDs(), m3) {
 			t.Errorf("alice's next message builds on M3 (%v): a late outlier became a forward extremity", p.PrevEventIDs())
+		}
+	})
+}
+
+// A transaction whose second event builds on an event hs1 must fetch
+// (get_missing_events), which itself builds on the transaction's first
+// event: B1 and B2 come in one transaction, A1 (between them) is fetched.
+// hs1 takes B1, A1, B2 in depth order, without asking for the state at a
+// gap (state_ids), and each is a timeline event alice can read.
+func TestFederationGapBuildsOnTransaction(t *testing.T) {
+	eachSyncFed(t, func(t *testing.T, e *scEnv) {
+		b1 := e.build(t, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "B1"})
+		e.room.Add(b1)
+		a1 := e.build(t, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "A1"})
+		e.room.Add(a1)
+		b2 := e.build(t, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": "B2"})
+		e.room.Add(b2)
+		var stateIDs atomic.Int32
+		e.remote.Mux.HandleFunc("GET /_matrix/federation/v1/state_ids/{room}", func(w http.ResponseWriter, _ *http.Request) {
+			stateIDs.Add(1)
+			http.Error(w, `{"errcode":"M_NOT_FOUND","error":"not here"}`, http.StatusNotFound)
+		})
+		e.remote.Mux.HandleFunc("POST /_matrix/federation/v1/get_missing_events/{room}", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(map[string]any{"events": []json.RawMessage{b1.JSON(), a1.JSON()}})
+		})
+		e.send(t, b1, b2)
+		for _, p := range []*event.PDU{b1, a1, b2} {
+			if r := e.alice.Do(t, "GET", roomPath(e.roomID, "/event/"+url.PathEscape(string(p.EventID()))), nil); r.Status != http.StatusOK {
+				t.Errorf("GET %s: %d %s", p.EventID(), r.Status, r.Body)
+			}
+		}
+		if n := stateIDs.Load(); n != 0 {
+			t.Errorf("hs1 asked for state_ids %d times", n)
 		}
 	})
 }
