@@ -87,6 +87,30 @@ type Config struct {
 	// FederationEnabled serves the federation and key APIs and lets the
 	// server talk to others. Off, the server is an island.
 	FederationEnabled bool `yaml:"federation_enabled"`
+
+	// Media repository (docs/media.md). MediaMaxUploadBytes bounds an
+	// upload and a remote file; MediaUserQuotaBytes bounds what one user
+	// may have uploaded (0: no quota); MediaRemoteRetention is how long
+	// cached remote media is kept after its last access (0: for ever).
+	MediaMaxUploadBytes  int64         `yaml:"media_max_upload_bytes"`
+	MediaUserQuotaBytes  int64         `yaml:"media_user_quota_bytes"`
+	MediaRemoteRetention time.Duration `yaml:"media_remote_retention"`
+	// MediaLegacyCutover is an RFC 3339 time: media created from then on
+	// is not served on the unauthenticated /_matrix/media/v3 endpoints.
+	// Empty: the time the media repository first started.
+	MediaLegacyCutover string `yaml:"media_legacy_cutover"`
+	// ClamdAddress is a ClamAV daemon ("unix:/path", "/path" or
+	// host:port) that scans every file before it is served; empty: none.
+	// ClamdUnreachable is refuse or allow: what to do with a file when
+	// clamd cannot be reached.
+	ClamdAddress     string `yaml:"clamd_address"`
+	ClamdUnreachable string `yaml:"clamd_unreachable"`
+	// URLPreviewEnabled serves /media/preview_url. The blocklist (CIDRs,
+	// comma-separated) adds to the built-in one (loopback, private,
+	// link-local, ...); the allowlist wins over both.
+	URLPreviewEnabled     bool   `yaml:"url_preview_enabled"`
+	URLPreviewIPBlocklist string `yaml:"url_preview_ip_blocklist"`
+	URLPreviewIPAllowlist string `yaml:"url_preview_ip_allowlist"`
 }
 
 // DefaultTLSListen is the HTTPS listener's address when a certificate or a
@@ -136,6 +160,8 @@ func Default() Config {
 		AccessTokenLifetime:     5 * time.Minute,
 		ShutdownTimeout:         10 * time.Second,
 		FederationEnabled:       true,
+		MediaMaxUploadBytes:     50 << 20,
+		ClamdUnreachable:        "refuse",
 	}
 }
 
@@ -176,6 +202,15 @@ func (c *Config) settings() []setting {
 		{"tls_ca_key", "PEM file of that CA's private key", &c.TLSCAKey},
 		{"federation_trusted_ca", "comma-separated PEM files of extra CAs trusted for outbound federation (private federations)", &c.FederationTrustedCA},
 		{"federation_enabled", "serve the federation API and talk to other servers", &c.FederationEnabled},
+		{"media_max_upload_bytes", "largest media upload (and remote file) accepted, in bytes", &c.MediaMaxUploadBytes},
+		{"media_user_quota_bytes", "bytes of media one user may upload in all; 0 is no quota", &c.MediaUserQuotaBytes},
+		{"media_remote_retention", "how long cached remote media is kept after its last access; 0 keeps it", &c.MediaRemoteRetention},
+		{"media_legacy_cutover", "RFC 3339 time from which new media is not served on the unauthenticated /_matrix/media/v3 endpoints; empty: the first start", &c.MediaLegacyCutover},
+		{"clamd_address", "ClamAV daemon that scans every file before it is served: unix:/path, /path or host:port; empty: no scanning", &c.ClamdAddress},
+		{"clamd_unreachable", "refuse or allow: what to do with a file when clamd cannot be reached", &c.ClamdUnreachable},
+		{"url_preview_enabled", "serve URL previews (/media/preview_url)", &c.URLPreviewEnabled},
+		{"url_preview_ip_blocklist", "comma-separated CIDRs URL previews may not fetch, in addition to the built-in loopback/private/link-local list", &c.URLPreviewIPBlocklist},
+		{"url_preview_ip_allowlist", "comma-separated CIDRs URL previews may fetch even when blocked", &c.URLPreviewIPAllowlist},
 	}
 }
 
@@ -375,7 +410,46 @@ func (c *Config) Validate() error {
 	if c.RegistrationRequiresToken && !c.EnableRegistration {
 		return errors.New("registration_requires_token: needs enable_registration")
 	}
+	if err := c.validateMedia(); err != nil {
+		return err
+	}
 	return c.validateTLS()
+}
+
+func (c *Config) validateMedia() error {
+	if c.MediaMaxUploadBytes < 1024 {
+		return fmt.Errorf("media_max_upload_bytes %d: must be at least 1024", c.MediaMaxUploadBytes)
+	}
+	if c.MediaUserQuotaBytes < 0 || c.MediaRemoteRetention < 0 {
+		return errors.New("media_user_quota_bytes, media_remote_retention: must not be negative")
+	}
+	if c.MediaLegacyCutover != "" {
+		if _, err := time.Parse(time.RFC3339, c.MediaLegacyCutover); err != nil {
+			return fmt.Errorf("media_legacy_cutover %q: want an RFC 3339 time", c.MediaLegacyCutover)
+		}
+	}
+	if c.ClamdUnreachable != "refuse" && c.ClamdUnreachable != "allow" {
+		return fmt.Errorf("clamd_unreachable %q: want refuse or allow", c.ClamdUnreachable)
+	}
+	for _, l := range []struct{ name, v string }{{"url_preview_ip_blocklist", c.URLPreviewIPBlocklist}, {"url_preview_ip_allowlist", c.URLPreviewIPAllowlist}} {
+		for _, cidr := range SplitList(l.v) {
+			if _, _, err := net.ParseCIDR(cidr); err != nil && net.ParseIP(cidr) == nil {
+				return fmt.Errorf("%s: %q is not a CIDR", l.name, cidr)
+			}
+		}
+	}
+	return nil
+}
+
+// SplitList splits a comma-separated setting, dropping blanks.
+func SplitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func (c *Config) validateTLS() error {

@@ -30,6 +30,7 @@ import (
 	fedclient "polder.dev/polder/internal/federation"
 	"polder.dev/polder/internal/identity"
 	"polder.dev/polder/internal/keys"
+	"polder.dev/polder/internal/media"
 	"polder.dev/polder/internal/notify"
 	"polder.dev/polder/internal/presence"
 	"polder.dev/polder/internal/receipt"
@@ -93,6 +94,9 @@ type Server struct {
 	// E2EE carries device keys, to-device messages, key backups and
 	// dehydrated devices.
 	E2EE *e2ee.Service
+	// Media is the media repository (uploads, downloads, thumbnails,
+	// remote media, URL previews, antivirus scanning).
+	Media *media.Service
 
 	handler http.Handler
 	fedAPI  *federation.API
@@ -264,6 +268,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		ToDevice: s.E2EE, DeviceLists: s.E2EE, OneTimeKeys: s.E2EE,
 	}, log.With("component", "sync"))
 	svc.Sync = s.Sync
+	if s.Media, err = newMedia(ctx, cfg, db, s.Federation, func() string { return s.baseURL.Load().(string) },
+		s.reg, log.With("component", "media")); err != nil {
+		db.Close()
+		return nil, err
+	}
+	svc.Media = s.Media
 
 	rt := api.NewRouter()
 	version := VersionString()
@@ -287,6 +297,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 			Rooms: s.Rooms, Users: s.Users, Directory: svc.Directory,
 			Typing: s.Typing, Receipts: s.Receipts, Presence: s.Presence,
 			E2EE: s.E2EE, Txns: db, EventByTime: db.RoomEventByTime,
+			Media: s.Media,
 		},
 	}, s.key, log.With("component", "federation_api"))
 	s.fedAPI.Routes(rt)
@@ -298,7 +309,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		api.Recover(log),
 		api.Observe(accessLog, api.NewMetrics(s.reg)),
 		api.CORS,
-		api.MaxBytes(cfg.MaxRequestBytes),
+		bodyLimit(cfg), // api.MaxBytes, larger for media uploads (media.go)
 	)
 	return s, nil
 }
@@ -371,6 +382,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	g.Go(func() error { return s.Sync.Run(gctx) })
 	g.Go(func() error { return s.E2EE.Run(gctx) })
 	g.Go(func() error { return s.fedAPI.Run(gctx) })
+	g.Go(func() error { return s.Media.Run(gctx) })
 	if s.cfg.FederationEnabled {
 		g.Go(func() error { return s.FederationQueue.Run(gctx) })
 	}

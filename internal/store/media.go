@@ -21,10 +21,10 @@ type Media struct {
 	Size        int64
 	ContentType string
 	UploadName  string
-	CreatedTS   int64 // ms
-	UploadedTS  int64 // ms; 0 while pending
-	ExpiresTS   int64 // ms; when a pending ID is forgotten
-	LastAccess  int64 // ms
+	CreatedTS   int64  // ms
+	UploadedTS  int64  // ms; 0 while pending
+	ExpiresTS   int64  // ms; when a pending ID is forgotten
+	LastAccess  int64  // ms
 	Quarantined string // "" served; else the reason it is not
 }
 

@@ -49,6 +49,7 @@ func (a *API) Routes(rt *api.Router) {
 	a.toDeviceRoutes(rt)   // todevice.go: send-to-device
 	a.roomKeysRoutes(rt)   // roomkeys.go: key backup
 	a.dehydratedRoutes(rt) // dehydrated.go: dehydrated devices (MSC3814)
+	a.mediaRoutes(rt)      // media.go: the media repository, /_matrix/media and /_matrix/client/v1/media
 
 	// Push rules: the predefined ones (push.go).
 	rt.Handle("GET "+c+"/v3/pushrules/", a.guestOK(a.getPushRules))

@@ -3,6 +3,7 @@ package client
 import (
 	"polder.dev/polder/internal/directory"
 	"polder.dev/polder/internal/e2ee"
+	"polder.dev/polder/internal/media"
 	"polder.dev/polder/internal/presence"
 	"polder.dev/polder/internal/receipt"
 	"polder.dev/polder/internal/room"
@@ -25,4 +26,6 @@ type Services struct {
 	Presence *presence.Service
 	// E2EE serves keys.go, todevice.go, roomkeys.go and dehydrated.go.
 	E2EE *e2ee.Service
+	// Media serves media.go: the media repository.
+	Media *media.Service
 }

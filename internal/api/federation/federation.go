@@ -110,6 +110,9 @@ func (a *API) Routes(rt *api.Router) {
 	rt.Handle("GET "+f+"/v1/user/devices/{userId}", a.signed(a.userDevices))
 	rt.Handle("POST "+f+"/v1/user/keys/query", a.signed(a.userKeysQuery))
 	rt.Handle("POST "+f+"/v1/user/keys/claim", a.signed(a.userKeysClaim))
+	// media.go
+	rt.Handle("GET "+f+"/v1/media/download/{mediaId}", a.signed(a.mediaDownload))
+	rt.Handle("GET "+f+"/v1/media/thumbnail/{mediaId}", a.signed(a.mediaThumbnail))
 }
 
 // keyValidity is how long readers may cache our keys. Synapse publishes one

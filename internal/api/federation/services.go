@@ -102,4 +102,6 @@ type Services struct {
 	// after it, or store.ErrNotFound (store.DB.RoomEventByTime). nil
 	// leaves timestamp_to_event unserved.
 	EventByTime func(ctx context.Context, roomID id.RoomID, ts int64, backwards bool) (*store.Event, error)
+	// Media serves this server's media (media.go); nil serves none.
+	Media Media
 }
