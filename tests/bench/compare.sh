@@ -14,6 +14,7 @@
 #   FEDERATION=1 also run federation-join between two Polders over TLS
 #                (a throwaway CA from tests/synapse/certgen); FED_FLAGS are
 #                extra polder-bench flags for that run
+#   POLDER_BIN, BENCH_BIN  prebuilt binaries (default: built here)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 export GOTOOLCHAIN=auto
@@ -21,8 +22,14 @@ out=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/polder-bench.XXXXXX")}
 mkdir -p "$out"
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
-(cd "$root" && go build -buildvcs=false -o "$out/polder" ./cmd/polder && go build -buildvcs=false -o "$out/polder-bench" ./cmd/polder-bench)
-export POLDER_BIN=$out/polder
+# POLDER_BIN and BENCH_BIN name prebuilt binaries; otherwise they are built.
+if [ -z "${POLDER_BIN:-}" ]; then
+  (cd "$root" && go build -buildvcs=false -o "$out/polder" ./cmd/polder)
+  POLDER_BIN=$out/polder
+fi
+export POLDER_BIN
+bench=${BENCH_BIN:-$out/polder-bench}
+[ -n "${BENCH_BIN:-}" ] || (cd "$root" && go build -buildvcs=false -o "$bench" ./cmd/polder-bench)
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 stop() { kill "$1" 2>/dev/null || true; while kill -0 "$1" 2>/dev/null; do sleep 0.2; done; }
 
@@ -34,14 +41,14 @@ for s in ${SERVERS:-polder synapse}; do
   pids+=("$pid")
   sleep 2 # settle before the idle memory figure
   echo "== $s (pid $pid, http://127.0.0.1:$port)" >&2
-  "$out/polder-bench" --url "http://127.0.0.1:$port" --pid "$pid" --shared-secret bench-secret --json "$@" >"$out/$s.json" || true
+  "$bench" --url "http://127.0.0.1:$port" --pid "$pid" --shared-secret bench-secret --json "$@" >"$out/$s.json" || true
   stop "$pid"
   names+=("$s")
 done
 echo "reports in $out"
 for s in "${names[@]:1}"; do
   echo "== ratios ${names[0]} : $s (throughput ${names[0]}/$s; p50, p99 and CPU per op $s/${names[0]})"
-  "$out/polder-bench" compare "$out/${names[0]}.json" "$out/$s.json" "${names[0]}" "$s"
+  "$bench" compare "$out/${names[0]}.json" "$out/$s.json" "${names[0]}" "$s"
 done
 
 if [ "${FEDERATION:-}" = 1 ]; then
@@ -58,7 +65,7 @@ if [ "${FEDERATION:-}" = 1 ]; then
     pids+=("$pid") fpids+=("$pid") ports+=("$http")
   done
   echo "== federation-join: Polder (pid ${fpids[0]}) joins rooms of Polder (pid ${fpids[1]})" >&2
-  "$out/polder-bench" --url "http://127.0.0.1:${ports[0]}" --remote-url "http://127.0.0.1:${ports[1]}" \
+  "$bench" --url "http://127.0.0.1:${ports[0]}" --remote-url "http://127.0.0.1:${ports[1]}" \
     --pid "${fpids[0]}" --shared-secret bench-secret --scenario federation-join ${FED_FLAGS:-} | tee "$out/federation.txt"
   for p in "${fpids[@]}"; do stop "$p"; done
 fi
