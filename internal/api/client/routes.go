@@ -51,6 +51,9 @@ func (a *API) Routes(rt *api.Router) {
 	a.dehydratedRoutes(rt) // dehydrated.go: dehydrated devices (MSC3814)
 	a.mediaRoutes(rt)      // media.go: the media repository, /_matrix/media and /_matrix/client/v1/media
 
+	// Simplified sliding sync, MSC4186 (slidingsync.go).
+	a.slidingSyncRoutes(rt)
+
 	// Push rules: the predefined ones (push.go).
 	rt.Handle("GET "+c+"/v3/pushrules/", a.guestOK(a.getPushRules))
 	rt.Handle("GET "+c+"/v3/pushrules/global/", a.guestOK(a.getGlobalPushRules))

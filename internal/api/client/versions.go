@@ -21,7 +21,8 @@ func (a *API) versions(w http.ResponseWriter, r *http.Request) error {
 	return api.OK(w, map[string]any{
 		"versions": specVersions,
 		"unstable_features": map[string]bool{
-			"org.matrix.msc3814": true, // dehydrated devices (dehydrated.go)
+			"org.matrix.msc3814":            true, // dehydrated devices (dehydrated.go)
+			"org.matrix.simplified_msc3575": true, // sliding sync (slidingsync.go)
 		},
 	})
 }
