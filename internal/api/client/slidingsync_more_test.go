@@ -28,14 +28,14 @@ func TestSlidingSyncFilters(t *testing.T) {
 			return map[string]any{"range": []int{0, 20}, "timeline_limit": 0, "required_state": [][]string{}, "filters": filters}
 		}
 		resp := slide(t, alice, map[string]any{"lists": map[string]any{
-			"dm":        list(map[string]any{"is_dm": true}),
-			"notdm":     list(map[string]any{"is_dm": false, "is_invite": false}),
-			"enc":       list(map[string]any{"is_encrypted": true}),
-			"invites":   list(map[string]any{"is_invited": true}),
-			"spaces":    list(map[string]any{"room_types": []any{"m.space"}}),
-			"nospaces":  list(map[string]any{"not_room_types": []any{"m.space"}, "is_invite": false}),
-			"untyped":   list(map[string]any{"room_types": []any{nil}, "is_invite": false}),
-			"inspace":   list(map[string]any{"spaces": []string{space}}),
+			"dm":         list(map[string]any{"is_dm": true}),
+			"notdm":      list(map[string]any{"is_dm": false, "is_invite": false}),
+			"enc":        list(map[string]any{"is_encrypted": true}),
+			"invites":    list(map[string]any{"is_invited": true}),
+			"spaces":     list(map[string]any{"room_types": []any{"m.space"}}),
+			"nospaces":   list(map[string]any{"not_room_types": []any{"m.space"}, "is_invite": false}),
+			"untyped":    list(map[string]any{"room_types": []any{nil}, "is_invite": false}),
+			"inspace":    list(map[string]any{"spaces": []string{space}}),
 			"everything": list(nil),
 		}})
 		want := map[string][]string{
