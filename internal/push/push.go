@@ -1,30 +1,16 @@
-// Package push owns push rules: the server-default rule set of the spec
-// (client-server API, "Push Rules", "Predefined Rules") for each user.
-// Evaluating rules and delivering to push gateways come with the push
-// notifications issue; until then every user has the predefined rules.
+// Package push owns push notifications (client-server API, "Push
+// Notifications"; push gateway API):
 //
-// Pure: no I/O. Imported by api/client and sync.
+//   - rules.go, condition.go, eval.go: push rules. The spec's predefined
+//     rules (defaults.json), a user's changes to them and its own rules
+//     (Ruleset, kept as m.push_rules account data), and the evaluation of
+//     every condition kind. Pure: no I/O.
+//   - service.go: evaluation of each new event for the room's local
+//     members, with what the rules need of each room kept in memory
+//     (member count, display names, power levels), and the notification
+//     rows that unread counts, /notifications and pushes come from.
+//   - pusher.go: pushers and delivery to push gateways through a durable
+//     per-pusher queue with backoff.
+//
+// Imports store, notify and user; imported by sync, api/client and server.
 package push
-
-import (
-	_ "embed"
-	"encoding/json"
-	"strings"
-
-	"maunium.net/go/mautrix/id"
-)
-
-// defaults is the spec's predefined rule set, taken verbatim from the
-// spec's push module. "[the user's Matrix ID]" stands for the user.
-//
-//go:embed defaults.json
-var defaults string
-
-const userPlaceholder = "[the user's Matrix ID]"
-
-// DefaultRules returns the global rule set of a user: the predefined
-// override, content, room, sender and underride rules.
-func DefaultRules(user id.UserID) json.RawMessage {
-	q, _ := json.Marshal(string(user))
-	return json.RawMessage(strings.ReplaceAll(defaults, `"`+userPlaceholder+`"`, string(q)))
-}

@@ -80,6 +80,10 @@ type Service struct {
 	// OnEvent, if set, is called after each event is persisted and
 	// announced (push, federation). It must not block.
 	OnEvent func(ev *store.Event)
+	// BeforeAnnounce, if set, is called after each event is persisted and
+	// before syncers are woken: what it writes (push notification counts)
+	// is seen with the event. It should be quick.
+	BeforeAnnounce func(ev *store.Event)
 	// OnRelay, if set, is called with an event of another server's user
 	// that this server accepted for that server (send_join, send_leave,
 	// send_knock): the other servers in the room must get it from us.
@@ -463,6 +467,9 @@ func (s *Service) persistBatch(ctx context.Context, rs *roomState, pdus []*event
 		c := notify.Change{Rooms: []id.RoomID{ev.RoomID()}}
 		if ev.Type() == event.TypeMember && ev.StateKey() != nil {
 			c.Users = []id.UserID{id.UserID(*ev.StateKey())}
+		}
+		if s.BeforeAnnounce != nil {
+			s.BeforeAnnounce(ev)
 		}
 		s.n.Wake(ev.StreamPos, c)
 		if s.OnEvent != nil {

@@ -33,6 +33,7 @@ import (
 	"polder.dev/polder/internal/media"
 	"polder.dev/polder/internal/notify"
 	"polder.dev/polder/internal/presence"
+	"polder.dev/polder/internal/push"
 	"polder.dev/polder/internal/receipt"
 	"polder.dev/polder/internal/room"
 	"polder.dev/polder/internal/store"
@@ -97,6 +98,8 @@ type Server struct {
 	// Media is the media repository (uploads, downloads, thumbnails,
 	// remote media, URL previews, antivirus scanning).
 	Media *media.Service
+	// Push evaluates push rules on new events and delivers to pushers.
+	Push *push.Service
 
 	handler http.Handler
 	fedAPI  *federation.API
@@ -200,6 +203,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		AccessTokenLifetime:       cfg.AccessTokenLifetime,
 		RemoteProfile:             remoteProfiles,
 		OnDevicesDeleted: func(ctx context.Context, u id.UserID, devs []id.DeviceID) error {
+			if err := s.Push.DevicesDeleted(ctx, u, devs); err != nil {
+				return err
+			}
 			return s.E2EE.DevicesDeleted(ctx, u, devs)
 		},
 		OnDeactivated: func(ctx context.Context, u id.UserID) error {
@@ -227,7 +233,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		Help: "Long-polling /sync requests waiting for news.",
 	}, func() float64 { return float64(s.Notify.Waiting()) }))
 	s.Rooms.OnEvent = func(*store.Event) { persisted.Inc() }
-	svc := client.Services{Rooms: s.Rooms}
+	s.Push = push.New(push.Config{ServerName: cfg.ServerName}, db, s.Users, log.With("component", "push"))
+	s.reg.MustRegister(s.Push.Collectors()...)
+	s.Rooms.BeforeAnnounce = s.Push.OnEvent
+	svc := client.Services{Rooms: s.Rooms, Push: s.Push}
 	s.Typing = typing.New(typing.Config{}, db, s.Notify)
 	s.Receipts = receipt.New(db, s.Notify)
 	s.Presence = presence.New(presence.Config{}, db, s.Notify, log.With("component", "presence"))
@@ -381,6 +390,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	g.Go(func() error { return s.Presence.Run(gctx) })
 	g.Go(func() error { return s.Sync.Run(gctx) })
 	g.Go(func() error { return s.E2EE.Run(gctx) })
+	g.Go(func() error { return s.Push.Run(gctx) })
 	g.Go(func() error { return s.fedAPI.Run(gctx) })
 	g.Go(func() error { return s.Media.Run(gctx) })
 	if s.cfg.FederationEnabled {

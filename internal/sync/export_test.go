@@ -16,10 +16,6 @@ func ApplyFields(paths []string, ev json.RawMessage) json.RawMessage {
 
 var SplitPath = splitPath
 
-var IsHighlight = isHighlight
-
-var ContainsWord = containsWord
-
 // LazyCache wraps the lazy-loading member cache.
 type LazyCache struct{ c *lazyCache }
 

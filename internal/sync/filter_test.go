@@ -175,33 +175,6 @@ func TestEventFields(t *testing.T) {
 	}
 }
 
-func TestHighlight(t *testing.T) {
-	const me = id.UserID("@alice:hs")
-	for _, tc := range []struct {
-		ev   string
-		want bool
-	}{
-		{`{"content":{"body":"hi alice!"}}`, true},
-		{`{"content":{"body":"Hi ALICE"}}`, true},
-		{`{"content":{"body":"malice"}}`, false},
-		{`{"content":{"body":"hi Wonder Land, how are you"}}`, true},
-		{`{"content":{"body":"hi alice","m.mentions":{}}}`, false},
-		{`{"content":{"body":"x","m.mentions":{"user_ids":["@alice:hs"]}}}`, true},
-		{`{"content":{"body":"x","m.mentions":{"user_ids":["@bob:hs"]}}}`, false},
-		{`{"content":{"body":5}}`, false},
-		{`not json`, false},
-	} {
-		if got := sync.IsHighlight([]byte(tc.ev), me, "alice", "Wonder Land"); got != tc.want {
-			t.Errorf("isHighlight(%s) = %v, want %v", tc.ev, got, tc.want)
-		}
-	}
-	if !sync.ContainsWord("é alice é", "Alice") || sync.ContainsWord("éalice", "alice") || sync.ContainsWord("x", "") {
-		t.Errorf("containsWord word boundaries are wrong")
-	}
-}
-
-// A member event counts as known only once the client has synced from the
-// response that carried it.
 func TestLazyCache(t *testing.T) {
 	c := sync.NewLazyCache()
 	const u, d, r, m = id.UserID("@a:hs"), id.DeviceID("D"), id.RoomID("!r:hs"), id.UserID("@m:hs")

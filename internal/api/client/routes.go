@@ -54,9 +54,8 @@ func (a *API) Routes(rt *api.Router) {
 	// Simplified sliding sync, MSC4186 (slidingsync.go).
 	a.slidingSyncRoutes(rt)
 
-	// Push rules: the predefined ones (push.go).
-	rt.Handle("GET "+c+"/v3/pushrules/", a.guestOK(a.getPushRules))
-	rt.Handle("GET "+c+"/v3/pushrules/global/", a.guestOK(a.getGlobalPushRules))
+	// Push rules, pushers and notifications (push.go).
+	a.pushRoutes(rt)
 
 	// Synapse-compatible admin API.
 	const s = "/_synapse/admin"

@@ -5,6 +5,7 @@ import (
 	"polder.dev/polder/internal/e2ee"
 	"polder.dev/polder/internal/media"
 	"polder.dev/polder/internal/presence"
+	"polder.dev/polder/internal/push"
 	"polder.dev/polder/internal/receipt"
 	"polder.dev/polder/internal/room"
 	"polder.dev/polder/internal/sync"
@@ -28,4 +29,7 @@ type Services struct {
 	E2EE *e2ee.Service
 	// Media serves media.go: the media repository.
 	Media *media.Service
+	// Push serves push.go: push rules, pushers, notifications; nil:
+	// the predefined rules only.
+	Push *push.Service
 }

@@ -791,8 +791,9 @@ func TestSyncUnreadCounts(t *testing.T) {
 		if jr == nil || jr.Unread == nil {
 			t.Fatalf("no unread counts")
 		}
-		if jr.Unread.Notifications != 5 || jr.Unread.Highlights != 2 {
-			t.Errorf("unread = %+v, want 5 notifications, 2 highlights", *jr.Unread)
+		// Push rules (v1.17): only the m.mentions mention highlights.
+		if jr.Unread.Notifications != 5 || jr.Unread.Highlights != 1 {
+			t.Errorf("unread = %+v, want 5 notifications, 1 highlight", *jr.Unread)
 		}
 		// Alice's own message reads up to it.
 		sendText(t, alice, roomID, "caught up")
@@ -897,8 +898,9 @@ func TestSyncUnreadCountsKept(t *testing.T) {
 		}
 		// Main: "c alice" after the main receipt; thread: t1..t4 (no
 		// thread receipt; alice's own message was in the main timeline).
-		if fresh.Unread.Notifications != 1 || fresh.Unread.Highlights != 1 || fresh.UnreadThreads[root].Notifications != 4 || fresh.UnreadThreads[root].Highlights != 1 {
-			t.Errorf("counts = %+v %v, want main 1/1 and thread 4/1", *fresh.Unread, fresh.UnreadThreads)
+		// Names in bodies do not highlight (push rules, v1.17).
+		if fresh.Unread.Notifications != 1 || fresh.Unread.Highlights != 0 || fresh.UnreadThreads[root].Notifications != 4 || fresh.UnreadThreads[root].Highlights != 0 {
+			t.Errorf("counts = %+v %v, want main 1/0 and thread 4/0", *fresh.Unread, fresh.UnreadThreads)
 		}
 	})
 }

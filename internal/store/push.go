@@ -1,0 +1,392 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"maunium.net/go/mautrix/id"
+)
+
+// Push notifications: notification rows (event_push_actions), pushers and
+// their delivery queue (migration 0017). Push rules are account data
+// (PushRulesOf).
+
+// PushRulesOf returns the m.push_rules account data of those users that
+// have it.
+func (db *DB) PushRulesOf(ctx context.Context, users []id.UserID) (map[id.UserID][]byte, error) {
+	out := map[id.UserID][]byte{}
+	err := db.read(ctx, "push_rules_of", func(q querier) error {
+		for chunk := range chunks(users, 500) {
+			args := []any{}
+			ps := make([]string, len(chunk))
+			for i, u := range chunk {
+				ps[i] = param(&args, string(u))
+			}
+			rows, err := q.QueryContext(ctx, `SELECT user_id, content FROM account_data
+				WHERE room_id = '' AND type = 'm.push_rules' AND user_id IN (`+strings.Join(ps, ", ")+`)`, args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var u id.UserID
+				var c []byte
+				if err := rows.Scan(&u, &c); err != nil {
+					rows.Close()
+					return err
+				}
+				out[u] = c
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// PushAction is a notification row: what a user's push rules said of an
+// event that notified or highlighted.
+type PushAction struct {
+	UserID    id.UserID
+	RoomID    id.RoomID
+	EventID   id.EventID
+	StreamPos int64
+	Thread    string // "" for the main timeline, else the thread root
+	Notify    bool
+	Highlight bool
+	Actions   []byte // JSON array
+	TS        int64  // ms
+}
+
+// AddPushActions stores notification rows in one transaction; a row that
+// exists already (same user and event) is left as it is.
+func (db *DB) AddPushActions(ctx context.Context, rows []PushAction) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	return db.WithTx(ctx, "add_push_actions", func(tx *Tx) error {
+		for chunk := range chunks(rows, 100) {
+			var b strings.Builder
+			var args []any
+			b.WriteString(`INSERT INTO event_push_actions (user_id, room_id, stream_pos, event_id, thread_id, notify, highlight, actions, ts) VALUES `)
+			for i, r := range chunk {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				fmt.Fprintf(&b, "(%s, %s, %s, %s, %s, %s, %s, %s, %s)", param(&args, string(r.UserID)), param(&args, string(r.RoomID)),
+					param(&args, r.StreamPos), param(&args, string(r.EventID)), param(&args, r.Thread), param(&args, r.Notify),
+					param(&args, r.Highlight), param(&args, r.Actions), param(&args, r.TS))
+			}
+			b.WriteString(" ON CONFLICT DO NOTHING")
+			if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+				return fmt.Errorf("insert push actions: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// PushCount is a user's notification and highlight counts in one thread.
+type PushCount struct {
+	Notifications int
+	Highlights    int
+}
+
+// PushCounts counts, per room and thread ("" for the main timeline), the
+// user's notification rows at stream positions in each query's (From,
+// To] and after the thread's read position in Read (Needles are
+// ignored). Rooms and threads without rows are left out.
+func (db *DB) PushCounts(ctx context.Context, user id.UserID, queries []UnreadQuery) (map[id.RoomID]map[string]PushCount, error) {
+	out := map[id.RoomID]map[string]PushCount{}
+	var qs []UnreadQuery
+	for _, q := range queries {
+		if q.From < q.To {
+			qs = append(qs, q)
+		}
+	}
+	if len(qs) == 0 {
+		return out, nil
+	}
+	err := db.read(ctx, "push_counts", func(q querier) error {
+		for chunk := range chunks(qs, roomsPerStatement) {
+			args := []any{string(user)}
+			var b strings.Builder
+			for i, rq := range chunk {
+				if i > 0 {
+					b.WriteString(" UNION ALL ")
+				}
+				fmt.Fprintf(&b, `SELECT %d, thread_id, SUM(CASE WHEN notify THEN 1 ELSE 0 END), SUM(CASE WHEN highlight THEN 1 ELSE 0 END)
+					FROM event_push_actions WHERE user_id = $1 AND room_id = %s AND stream_pos > %s AND stream_pos <= %s AND %s GROUP BY thread_id`,
+					i, param(&args, string(rq.RoomID)), param(&args, rq.From), param(&args, rq.To), readBound(rq, &args))
+			}
+			rows, err := q.QueryContext(ctx, b.String(), args...)
+			if err != nil {
+				return fmt.Errorf("count push actions: %w", err)
+			}
+			for rows.Next() {
+				var i int
+				var thread string
+				var c PushCount
+				if err := rows.Scan(&i, &thread, &c.Notifications, &c.Highlights); err != nil {
+					rows.Close()
+					return err
+				}
+				r := chunk[i].RoomID
+				if out[r] == nil {
+					out[r] = map[string]PushCount{}
+				}
+				out[r][thread] = c
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// readBound is the condition that a row is after its thread's read
+// position beyond From.
+func readBound(rq UnreadQuery, args *[]any) string {
+	threads := make([]string, 0, len(rq.Read))
+	for t, pos := range rq.Read {
+		if pos > rq.From {
+			threads = append(threads, t)
+		}
+	}
+	if len(threads) == 0 {
+		return "TRUE"
+	}
+	slices.Sort(threads)
+	var b strings.Builder
+	b.WriteString("stream_pos > CASE thread_id")
+	for _, t := range threads {
+		fmt.Fprintf(&b, " WHEN %s THEN CAST(%s AS BIGINT)", param(args, t), param(args, rq.Read[t]))
+	}
+	fmt.Fprintf(&b, " ELSE CAST(%s AS BIGINT) END", param(args, rq.From))
+	return b.String()
+}
+
+// readPosExpr is the read position of a notification row a: its user's
+// furthest m.read or m.read.private receipt in the room that is
+// unthreaded or for the row's thread ("main" for the main timeline).
+const readPosExpr = `COALESCE((SELECT MAX(r.event_pos) FROM receipts r WHERE r.room_id = a.room_id AND r.user_id = a.user_id
+	AND r.receipt_type IN ('m.read', 'm.read.private')
+	AND (r.thread_id = '' OR r.thread_id = CASE WHEN a.thread_id = '' THEN 'main' ELSE a.thread_id END)), 0)`
+
+// UnreadNotificationTotal is the number of the user's notifications at
+// stream positions up to upTo and after its read receipts, across the
+// rooms it is joined to: the badge sent to push gateways with the event
+// at upTo.
+func (db *DB) UnreadNotificationTotal(ctx context.Context, user id.UserID, upTo int64) (int, error) {
+	var n int
+	err := db.read(ctx, "unread_notification_total", func(q querier) error {
+		return q.QueryRowContext(ctx, `SELECT COUNT(*) FROM event_push_actions a WHERE a.user_id = $1 AND a.notify
+			AND a.stream_pos <= $2 AND a.stream_pos > `+readPosExpr+`
+			AND EXISTS (SELECT 1 FROM memberships m JOIN rooms ro ON ro.room_nid = m.room_nid
+				WHERE ro.room_id = a.room_id AND m.user_id = a.user_id AND m.membership = 'join')`, string(user), upTo).Scan(&n)
+	})
+	return n, err
+}
+
+// Notification is a notification row with its read state.
+type Notification struct {
+	PushAction
+	Read bool
+}
+
+// Notifications returns the user's notification rows, newest first, at
+// stream positions before `before` (0: from the newest), at most limit;
+// with onlyHighlight only highlights.
+func (db *DB) Notifications(ctx context.Context, user id.UserID, before int64, limit int, onlyHighlight bool) ([]Notification, error) {
+	var out []Notification
+	err := db.read(ctx, "notifications", func(q querier) error {
+		cond := ""
+		if onlyHighlight {
+			cond = " AND a.highlight"
+		}
+		if before <= 0 {
+			before = 1 << 62
+		}
+		rows, err := q.QueryContext(ctx, `SELECT a.room_id, a.stream_pos, a.event_id, a.thread_id, a.notify, a.highlight, a.actions, a.ts,
+			a.stream_pos <= `+readPosExpr+` FROM event_push_actions a
+			WHERE a.user_id = $1 AND a.stream_pos < $2`+cond+` ORDER BY a.stream_pos DESC LIMIT $3`, string(user), before, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			n := Notification{PushAction: PushAction{UserID: user}}
+			if err := rows.Scan(&n.RoomID, &n.StreamPos, &n.EventID, &n.Thread, &n.Notify, &n.Highlight, &n.Actions, &n.TS, &n.Read); err != nil {
+				return err
+			}
+			out = append(out, n)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// Pusher is a pusher (client-server API, POST /pushers/set) and its
+// delivery state.
+type Pusher struct {
+	NID               int64
+	UserID            id.UserID
+	DeviceID          id.DeviceID
+	Kind              string
+	AppID             string
+	Pushkey           string
+	AppDisplayName    string
+	DeviceDisplayName string
+	ProfileTag        string
+	Lang              string
+	Data              []byte // JSON object
+	PushkeyTS         int64
+	Failures          int
+	RetryTS           int64
+}
+
+const pusherCols = `pusher_nid, user_id, device_id, kind, app_id, pushkey, app_display_name, device_display_name, profile_tag, lang, data, pushkey_ts, failures, retry_ts`
+
+func scanPushers(q querier, ctx context.Context, query string, args ...any) ([]Pusher, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Pusher
+	for rows.Next() {
+		var p Pusher
+		if err := rows.Scan(&p.NID, &p.UserID, &p.DeviceID, &p.Kind, &p.AppID, &p.Pushkey, &p.AppDisplayName, &p.DeviceDisplayName,
+			&p.ProfileTag, &p.Lang, &p.Data, &p.PushkeyTS, &p.Failures, &p.RetryTS); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// SetPusher creates or updates the user's pusher of (app ID, pushkey).
+// Unless appendOthers, other users' pushers with the same app ID and
+// pushkey are deleted (client-server API, "append"). localpart names the
+// owning device's account.
+func (db *DB) SetPusher(ctx context.Context, localpart string, p Pusher, appendOthers bool) error {
+	return db.WithTx(ctx, "set_pusher", func(tx *Tx) error {
+		if !appendOthers {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM pushers WHERE app_id = $1 AND pushkey = $2 AND user_id <> $3`, p.AppID, p.Pushkey, string(p.UserID)); err != nil {
+				return err
+			}
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO pushers (user_id, localpart, device_id, kind, app_id, pushkey, app_display_name, device_display_name, profile_tag, lang, data, pushkey_ts)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+			ON CONFLICT (user_id, app_id, pushkey) DO UPDATE SET localpart = excluded.localpart, device_id = excluded.device_id, kind = excluded.kind,
+				app_display_name = excluded.app_display_name, device_display_name = excluded.device_display_name, profile_tag = excluded.profile_tag,
+				lang = excluded.lang, data = excluded.data, pushkey_ts = excluded.pushkey_ts, failures = 0, retry_ts = 0`,
+			string(p.UserID), localpart, string(p.DeviceID), p.Kind, p.AppID, p.Pushkey, p.AppDisplayName, p.DeviceDisplayName, p.ProfileTag, p.Lang, p.Data, p.PushkeyTS)
+		return err
+	})
+}
+
+// DeletePusher deletes the user's pusher of (app ID, pushkey) and its
+// queue; deleting a missing one is not an error.
+func (db *DB) DeletePusher(ctx context.Context, user id.UserID, appID, pushkey string) error {
+	return db.WithTx(ctx, "delete_pusher", func(tx *Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3`, string(user), appID, pushkey)
+		return err
+	})
+}
+
+// Pushers returns the user's pushers; every pusher if user is "".
+func (db *DB) Pushers(ctx context.Context, user id.UserID) ([]Pusher, error) {
+	var out []Pusher
+	err := db.read(ctx, "pushers", func(q querier) error {
+		var err error
+		if user == "" {
+			out, err = scanPushers(q, ctx, `SELECT `+pusherCols+` FROM pushers ORDER BY pusher_nid`)
+		} else {
+			out, err = scanPushers(q, ctx, `SELECT `+pusherCols+` FROM pushers WHERE user_id = $1 ORDER BY pusher_nid`, string(user))
+		}
+		return err
+	})
+	return out, err
+}
+
+// PushItem is a notification waiting for a pusher.
+type PushItem struct {
+	NID          int64
+	PusherNID    int64
+	Notification []byte // JSON object
+}
+
+// EnqueuePushes queues notifications; items of pushers deleted meanwhile
+// are dropped.
+func (db *DB) EnqueuePushes(ctx context.Context, items []PushItem) error {
+	if len(items) == 0 {
+		return nil
+	}
+	return db.WithTx(ctx, "enqueue_pushes", func(tx *Tx) error {
+		for _, it := range items {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO push_queue (pusher_nid, notification)
+				SELECT pusher_nid, $2 FROM pushers WHERE pusher_nid = $1`, it.PusherNID, it.Notification); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// PendingPushes returns a pusher's oldest queued notifications.
+func (db *DB) PendingPushes(ctx context.Context, pusherNID int64, limit int) ([]PushItem, error) {
+	var out []PushItem
+	err := db.read(ctx, "pending_pushes", func(q querier) error {
+		rows, err := q.QueryContext(ctx, `SELECT item_nid, notification FROM push_queue WHERE pusher_nid = $1 ORDER BY item_nid LIMIT $2`, pusherNID, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			it := PushItem{PusherNID: pusherNID}
+			if err := rows.Scan(&it.NID, &it.Notification); err != nil {
+				return err
+			}
+			out = append(out, it)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// PushSent removes a delivered notification and clears the pusher's
+// backoff.
+func (db *DB) PushSent(ctx context.Context, pusherNID, itemNID int64) error {
+	return db.WithTx(ctx, "push_sent", func(tx *Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM push_queue WHERE item_nid = $1`, itemNID); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE pushers SET failures = 0, retry_ts = 0 WHERE pusher_nid = $1 AND failures <> 0`, pusherNID)
+		return err
+	})
+}
+
+// PushFailed records a failed delivery: the pusher's consecutive failures
+// and when to retry (ms).
+func (db *DB) PushFailed(ctx context.Context, pusherNID int64, failures int, retryTS int64) error {
+	return db.WithTx(ctx, "push_failed", func(tx *Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE pushers SET failures = $2, retry_ts = $3 WHERE pusher_nid = $1`, pusherNID, failures, retryTS)
+		return err
+	})
+}
+
+// DeletePusherNID deletes a pusher (and its queue) by its number.
+func (db *DB) DeletePusherNID(ctx context.Context, pusherNID int64) error {
+	return db.WithTx(ctx, "delete_pusher_nid", func(tx *Tx) error {
+		_, err := tx.ExecContext(ctx, `DELETE FROM pushers WHERE pusher_nid = $1`, pusherNID)
+		return err
+	})
+}
