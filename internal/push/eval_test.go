@@ -319,7 +319,10 @@ func TestRulesetChanges(t *testing.T) {
 		{"put default", push.ErrDefaultRule, func() error { _, err := rs.Put(push.Override, ".x", push.NewRule{Actions: notify}, "", ""); return err }},
 		{"delete default", push.ErrDefaultRule, func() error { _, err := rs.Delete(push.Override, ".m.rule.master"); return err }},
 		{"delete missing", push.ErrNoRule, func() error { _, err := rs.Delete(push.Override, "zz"); return err }},
-		{"before missing", push.ErrNoRule, func() error { _, err := rs.Put(push.Override, "f", push.NewRule{Actions: notify}, "zz", ""); return err }},
+		{"before missing", push.ErrNoRule, func() error {
+			_, err := rs.Put(push.Override, "f", push.NewRule{Actions: notify}, "zz", "")
+			return err
+		}},
 		{"enable missing", push.ErrNoRule, func() error { _, err := rs.SetEnabled(push.Content, "a", true); return err }},
 	} {
 		if err := tc.fn(); !errors.Is(err, tc.err) {

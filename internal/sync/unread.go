@@ -144,7 +144,7 @@ func (b *builder) unread(ctx context.Context) error {
 // unreadEntry is a user's unread counts in a room at a stream position,
 // with what they were computed from.
 type unreadEntry struct {
-	at    int64  // counted up to
+	at    int64 // counted up to
 	floor int64 // the stream position of the user's member event
 	// base is the read position of every thread (unthreaded receipt or
 	// floor); receipts the threaded receipts ("" for main) and read the
