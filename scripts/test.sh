@@ -19,6 +19,15 @@ if [ -z "${POLDER_TEST_POSTGRES:-}" ]; then
 fi
 echo "PostgreSQL for tests: $POLDER_TEST_POSTGRES"
 
+# A ClamAV daemon with only an EICAR signature (tests/clamav/start.sh;
+# installs clamav-daemon if missing) for the media antivirus test.
+if [ -z "${POLDER_TEST_CLAMD:-}" ]; then
+  step "starting clamd"
+  POLDER_TEST_CLAMD=$(tests/clamav/start.sh)
+  export POLDER_TEST_CLAMD
+fi
+echo "clamd for tests: $POLDER_TEST_CLAMD"
+
 step "go vet"
 go vet ./...
 

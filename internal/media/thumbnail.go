@@ -227,8 +227,9 @@ func resize(src image.Image, size ThumbSize) *image.RGBA {
 		b.Min.X+int(float64(crop.Max.X)*fx+0.5), b.Min.Y+int(float64(crop.Max.Y)*fy+0.5)).Intersect(b)
 	dst := image.NewRGBA(image.Rect(0, 0, crop.Dx(), crop.Dy()))
 	interp := draw.Interpolator(draw.CatmullRom)
-	if sr.Dx() > 4*dst.Bounds().Dx() {
-		// Much larger sources: bilinear is close enough and several times faster.
+	if sr.Dx() > 2*dst.Bounds().Dx() {
+		// Sources over twice as large: bilinear is close enough and several
+		// times faster.
 		interp = draw.ApproxBiLinear
 	}
 	interp.Scale(dst, dst.Bounds(), src, sr, draw.Src, nil)
