@@ -96,5 +96,5 @@ status=0
 exitflag=()
 if node --help | grep -q -- --test-force-exit; then exitflag=(--test-force-exit); fi
 node --test --test-concurrency=1 --test-reporter=spec --test-timeout=180000 "${exitflag[@]}" \
-  client.test.js rooms.test.js slidingsync.test.js crypto.test.js crypto-federation.test.js || status=$?
+  client.test.js rooms.test.js slidingsync.test.js push.test.js crypto.test.js crypto-federation.test.js || status=$?
 exit "$status"
