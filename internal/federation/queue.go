@@ -93,6 +93,12 @@ type QueueConfig struct {
 	// (RoomEvent, Typing, Receipt, Presence) needs it; SendPDU and SendEDU
 	// do not.
 	RoomServers func(ctx context.Context, roomID id.RoomID) ([]string, error)
+	// RoomServersJoined, if set, is what the event fan-out uses instead
+	// of RoomServers: each joined server and the stream position from
+	// which it has been in the room ((*room.Service).ServersJoined). An
+	// event goes to the servers that were in the room at its position,
+	// not to one that joined between the send and the fan-out.
+	RoomServersJoined func(ctx context.Context, roomID id.RoomID) (map[string]int64, error)
 }
 
 // Queue is the durable per-destination outbound queue. Its methods are

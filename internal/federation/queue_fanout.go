@@ -157,13 +157,30 @@ func (q *Queue) queueEvents(ctx context.Context) {
 			return
 		}
 		servers := map[id.RoomID][]string{}
+		joined := map[id.RoomID]map[string]int64{}
 		pdus := make([]store.FedPDU, 0, len(batch))
 		for _, e := range batch {
 			roomID := e.ev.RoomID()
-			s, ok := servers[roomID]
-			if !ok {
-				s = q.roomServers(ctx, roomID)
-				servers[roomID] = s
+			var s []string
+			if q.cfg.RoomServersJoined != nil {
+				j, ok := joined[roomID]
+				if !ok {
+					j = q.roomServersJoined(ctx, roomID)
+					joined[roomID] = j
+				}
+				s = make([]string, 0, len(j))
+				for srv, since := range j {
+					if since <= e.ev.StreamPos {
+						s = append(s, srv)
+					}
+				}
+				s = q.destinations(s)
+			} else {
+				var ok bool
+				if s, ok = servers[roomID]; !ok {
+					s = q.roomServers(ctx, roomID)
+					servers[roomID] = s
+				}
 			}
 			if e.target != "" {
 				s = append(s[:len(s):len(s)], e.target)
@@ -204,6 +221,19 @@ func (q *Queue) roomServers(ctx context.Context, roomID id.RoomID) []string {
 		return nil
 	}
 	return q.destinations(servers)
+}
+
+// roomServersJoined is RoomServersJoined; on an error it logs and returns
+// none.
+func (q *Queue) roomServersJoined(ctx context.Context, roomID id.RoomID) map[string]int64 {
+	j, err := q.cfg.RoomServersJoined(ctx, roomID)
+	if err != nil {
+		if ctx.Err() == nil {
+			q.log.Warn("servers in room, for federation", "room_id", roomID, "err", err)
+		}
+		return nil
+	}
+	return j
 }
 
 // Relay queues an event of another server's user that this server

@@ -669,6 +669,13 @@ func (s *Service) ServerInRoom(ctx context.Context, roomID id.RoomID, server str
 	return slices.Contains(servers, server), nil
 }
 
+// ServersJoined returns each server with joined members in the room
+// (ourselves included when we have one) and the stream position from
+// which it has been in the room without a break.
+func (s *Service) ServersJoined(ctx context.Context, roomID id.RoomID) (map[string]int64, error) {
+	return s.db.RoomServersJoined(ctx, roomID)
+}
+
 // JoinedServers returns the servers with joined members in the room,
 // ourselves included when we have one, sorted.
 func (s *Service) JoinedServers(ctx context.Context, roomID id.RoomID) ([]string, error) {

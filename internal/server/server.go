@@ -242,8 +242,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	s.Presence = presence.New(presence.Config{}, db, s.Notify, log.With("component", "presence"))
 	svc.Typing, svc.Receipts, svc.Presence = s.Typing, s.Receipts, s.Presence
 	s.FederationQueue = fedclient.NewQueue(fedclient.QueueConfig{
-		ServerName:  cfg.ServerName,
-		RoomServers: s.Rooms.JoinedServers,
+		ServerName:        cfg.ServerName,
+		RoomServers:       s.Rooms.JoinedServers,
+		RoomServersJoined: s.Rooms.ServersJoined,
 	}, db, s.Federation, log.With("component", "federation_queue"))
 	s.reg.MustRegister(s.FederationQueue.Collector())
 	if cfg.FederationEnabled {

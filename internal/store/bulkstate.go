@@ -107,16 +107,17 @@ func (tx *Tx) applyCurrentBulk(ctx context.Context, roomNID int64, changes state
 		}
 		c, _ := cjson.Get(ev.json, "content")
 		m, _ := getString(c, "membership")
-		mem = append(mem, roomNID, k.StateKey, m, ev.nid, pos, ev.sender, false)
+		mem = append(mem, roomNID, k.StateKey, m, ev.nid, pos, ev.sender, false, joinedPos(m, pos))
 	}
 	if err := tx.insertRows(ctx, `INSERT INTO current_state (room_nid, type, state_key, event_nid) VALUES `,
 		` ON CONFLICT (room_nid, type, state_key) DO UPDATE SET event_nid = excluded.event_nid`, 4, cur); err != nil {
 		return fmt.Errorf("current state: %w", err)
 	}
-	if err := tx.insertRows(ctx, `INSERT INTO memberships (room_nid, user_id, membership, event_nid, stream_pos, sender, forgotten) VALUES `,
+	if err := tx.insertRows(ctx, `INSERT INTO memberships (room_nid, user_id, membership, event_nid, stream_pos, sender, forgotten, joined_pos) VALUES `,
 		` ON CONFLICT (room_nid, user_id) DO UPDATE SET membership = excluded.membership, event_nid = excluded.event_nid,
 			stream_pos = excluded.stream_pos, sender = excluded.sender,
-			forgotten = CASE WHEN excluded.membership IN ('join', 'invite', 'knock') THEN FALSE ELSE memberships.forgotten END`, 7, mem); err != nil {
+			forgotten = CASE WHEN excluded.membership IN ('join', 'invite', 'knock') THEN FALSE ELSE memberships.forgotten END,
+			`+joinedPosUpdate, 8, mem); err != nil {
 		return fmt.Errorf("membership: %w", err)
 	}
 	return nil

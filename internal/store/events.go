@@ -208,17 +208,29 @@ func (tx *Tx) applyCurrent(ctx context.Context, roomNID int64, changes stateres.
 		}
 		c, _ := cjson.Get(content, "content")
 		m, _ := getString(c, "membership")
-		if _, err := tx.ExecContext(ctx, `INSERT INTO memberships (room_nid, user_id, membership, event_nid, stream_pos, sender, forgotten)
-			VALUES ($1, $2, $3, $4, $5, $6, FALSE)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO memberships (room_nid, user_id, membership, event_nid, stream_pos, sender, forgotten, joined_pos)
+			VALUES ($1, $2, $3, $4, $5, $6, FALSE, $7)
 			ON CONFLICT (room_nid, user_id) DO UPDATE SET membership = excluded.membership, event_nid = excluded.event_nid,
 				stream_pos = excluded.stream_pos, sender = excluded.sender,
-				forgotten = CASE WHEN excluded.membership IN ('join', 'invite', 'knock') THEN FALSE ELSE memberships.forgotten END`,
-			roomNID, k.StateKey, m, nid, pos, sender); err != nil {
+				forgotten = CASE WHEN excluded.membership IN ('join', 'invite', 'knock') THEN FALSE ELSE memberships.forgotten END,
+				`+joinedPosUpdate,
+			roomNID, k.StateKey, m, nid, pos, sender, joinedPos(m, pos)); err != nil {
 			return fmt.Errorf("membership: %w", err)
 		}
 	}
 	return nil
 }
+
+// joinedPos is the joined_pos of a new membership row (migration 0019):
+// the position for a join, NULL for anything else.
+func joinedPos(membership string, pos int64) sql.NullInt64 {
+	return sql.NullInt64{Int64: pos, Valid: membership == "join"}
+}
+
+// joinedPosUpdate keeps joined_pos over a join that follows a join (a
+// profile change) and takes the new row's otherwise.
+const joinedPosUpdate = `joined_pos = CASE WHEN excluded.membership = 'join' AND memberships.membership = 'join' AND memberships.joined_pos IS NOT NULL
+	THEN memberships.joined_pos ELSE excluded.joined_pos END`
 
 // getString reads a string member of a JSON object.
 func getString(obj []byte, key string) (string, bool) {

@@ -245,3 +245,32 @@ func filterKinds(all []Membership, kinds []string) []Membership {
 	}
 	return out
 }
+
+// RoomServersJoined returns, for each server with a member joined to a
+// room, the earliest stream position from which one of its members has
+// been joined without a break (migration 0019): the servers an event at a
+// position was sent to are those joined at or before it.
+func (db *DB) RoomServersJoined(ctx context.Context, roomID id.RoomID) (map[string]int64, error) {
+	out := map[string]int64{}
+	err := db.read(ctx, "room_servers_joined", func(q querier) error {
+		rows, err := q.QueryContext(ctx, `SELECT m.user_id, m.joined_pos FROM memberships m JOIN rooms r ON r.room_nid = m.room_nid
+			WHERE r.room_id = $1 AND m.membership = 'join'`, string(roomID))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var user string
+			var pos sql.NullInt64
+			if err := rows.Scan(&user, &pos); err != nil {
+				return err
+			}
+			srv := id.UserID(user).Homeserver()
+			if old, ok := out[srv]; !ok || pos.Int64 < old {
+				out[srv] = pos.Int64 // NULL (0): joined from the start
+			}
+		}
+		return rows.Err()
+	})
+	return out, err
+}

@@ -290,3 +290,42 @@ func TestFederationGapBuildsOnTransaction(t *testing.T) {
 		}
 	})
 }
+
+// The federation fan-out sends an event to the servers that were in the
+// room when it was sent: each joined server's position of joining
+// (store.RoomServersJoined) survives a profile change, which is a join
+// after a join, and moves on a leave and a new join.
+func TestFederationServersJoinedSince(t *testing.T) {
+	eachSyncFed(t, func(t *testing.T, e *scEnv) {
+		joined := func() map[string]int64 {
+			j, err := e.hs.DB().RoomServersJoined(t.Context(), id.RoomID(e.roomID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return j
+		}
+		first := joined()
+		if len(first) != 2 || first[scRemote] <= first[scHS] {
+			t.Fatalf("servers joined = %v, want hs1 and the remote, which joined later", first)
+		}
+		key := string(e.charlie())
+		rename := e.build(t, "m.room.member", &key, map[string]any{"membership": "join", "displayname": "Charlie"})
+		e.send(t, rename)
+		e.room.Add(rename)
+		hstest.MustOK(t, e.alice.Do(t, "PUT", profilePath(e.alice.UserID, "displayname"), map[string]any{"displayname": "Alice"}))
+		if got := joined(); got[scRemote] != first[scRemote] || got[scHS] != first[scHS] {
+			t.Errorf("after profile changes: %v, want %v", got, first)
+		}
+		leave := e.build(t, "m.room.member", &key, map[string]any{"membership": "leave"})
+		e.send(t, leave)
+		e.room.Add(leave)
+		if got := joined(); len(got) != 1 {
+			t.Errorf("after the remote left: %v, want hs1 only", got)
+		}
+		rejoin := e.build(t, "m.room.member", &key, map[string]any{"membership": "join"})
+		e.send(t, rejoin)
+		if got := joined(); got[scRemote] <= first[scRemote] {
+			t.Errorf("after the remote joined again: %v, want a later position than %v", got, first)
+		}
+	})
+}
