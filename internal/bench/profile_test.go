@@ -2,6 +2,8 @@ package bench_test
 
 import (
 	"context"
+	"os"
+	"runtime/pprof"
 	"testing"
 	"time"
 
@@ -17,7 +19,9 @@ import (
 //	go test ./internal/bench -run '^$' -bench 'BenchmarkScenario/send-seq$' -benchtime 1x -cpuprofile cpu.prof
 //	go tool pprof -focus 'net/http.\(\*conn\).serve' internal/bench.test cpu.prof
 //
-// The client runs in the same process: focus on the server's frames. Each
+// The client runs in the same process: focus on the server's frames. With
+// POLDER_BENCH_CPUPROFILE=file (instead of -cpuprofile) only the measured
+// phase is profiled, without the set-up. Each
 // op is one whole scenario (set-up untimed); the figures are reported as
 // metrics. Measured phases are bounded to 20 s.
 func BenchmarkScenario(b *testing.B) {
@@ -39,6 +43,9 @@ func BenchmarkScenario(b *testing.B) {
 				cfg.Client.HTTP.CloseIdleConnections()
 				cfg.Remote.HTTP.CloseIdleConnections()
 			})
+			if path := os.Getenv("POLDER_BENCH_CPUPROFILE"); path != "" {
+				cfg.OnMeasure = profileTo(b, path)
+			}
 			for b.Loop() {
 				rep := bench.Run(context.Background(), cfg, []bench.Scenario{s})
 				res := rep.Results[0]
@@ -55,5 +62,24 @@ func BenchmarkScenario(b *testing.B) {
 				b.ReportMetric(float64(main.Errors), "errors")
 			}
 		})
+	}
+}
+
+// profileTo returns an OnMeasure hook that writes a CPU profile of the
+// measured phase to path.
+func profileTo(b *testing.B, path string) func(bool) {
+	return func(start bool) {
+		if !start {
+			pprof.StopCPUProfile()
+			return
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { f.Close() })
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -90,6 +90,9 @@ type Config struct {
 	Sizes     Sizes
 	Progress  io.Writer // a terminal for the progress bar; nil: none
 	Log       io.Writer // one line per scenario phase; nil: none
+	// OnMeasure, if set, is called with true when a scenario's measured
+	// phase starts and with false when it ends (e.g. to profile only that).
+	OnMeasure func(start bool)
 }
 
 // Result is one scenario's outcome.
@@ -268,6 +271,9 @@ func (r *runner) begin(total int) {
 	r.logf("%s: measuring (%d ops)", r.res.Scenario, total)
 	r.watch.start()
 	r.startProgress(total)
+	if r.cfg.OnMeasure != nil {
+		r.cfg.OnMeasure(true)
+	}
 }
 
 // end ends the measured phase.
@@ -276,6 +282,9 @@ func (r *runner) end() {
 		return
 	}
 	r.measuring = false
+	if r.cfg.OnMeasure != nil {
+		r.cfg.OnMeasure(false)
+	}
 	r.stopProgress()
 	r.watch.end()
 }
