@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"maunium.net/go/mautrix/id"
@@ -155,6 +156,11 @@ func (tx *Tx) PersistEvent(ctx context.Context, ne NewEvent) (int64, error) {
 	if !ne.Outlier {
 		if _, err := tx.ExecContext(ctx, `UPDATE rooms SET max_depth = $2 WHERE room_nid = $1 AND max_depth < $2`, roomNID, p.Depth()); err != nil {
 			return 0, err
+		}
+		if !ne.Backfilled && !ne.Rejected && !ne.SoftFailed && slices.Contains(SlidingBumpTypes, p.Type()) {
+			if _, err := tx.ExecContext(ctx, `UPDATE rooms SET bump_pos = $2 WHERE room_nid = $1 AND bump_pos < $2`, roomNID, pos.Int64); err != nil {
+				return 0, err
+			}
 		}
 	}
 	if ne.Extremities != nil {

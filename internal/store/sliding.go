@@ -51,20 +51,11 @@ type SlidingRoomEntry struct {
 }
 
 // SlidingRoomList returns every room user has a (not forgotten)
-// membership of, with its bump position, in one statement: a seek at the
-// end of events_room_type_stream per room and bump type.
+// membership of, with its bump position, in one statement that reads one
+// row per room: rooms.bump_pos, which PersistEvent keeps (migration 0020).
 func (db *DB) SlidingRoomList(ctx context.Context, user id.UserID) ([]SlidingRoomEntry, error) {
 	args := []any{string(user)}
-	subs := make([]string, len(SlidingBumpTypes))
-	for i, t := range SlidingBumpTypes {
-		subs[i] = `COALESCE((SELECT MAX(e.stream_pos) FROM events e WHERE e.room_nid = m.room_nid AND e.type = ` + param(&args, t) + `), 0)`
-	}
-	greatest := "GREATEST("
-	if db.dialect == SQLite {
-		greatest = "MAX("
-	}
-	query := `SELECT r.room_id, m.membership, m.sender, m.stream_pos,
-		CASE WHEN m.membership = 'join' THEN ` + greatest + strings.Join(subs, ", ") + `) ELSE 0 END
+	query := `SELECT r.room_id, m.membership, m.sender, m.stream_pos, CASE WHEN m.membership = 'join' THEN r.bump_pos ELSE 0 END
 		FROM memberships m JOIN rooms r ON r.room_nid = m.room_nid WHERE m.user_id = $1 AND NOT m.forgotten`
 	var out []SlidingRoomEntry
 	err := db.read(ctx, "sliding_room_list", func(q querier) error {
