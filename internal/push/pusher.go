@@ -161,8 +161,18 @@ func (s *Service) DevicesDeleted(ctx context.Context, _ id.UserID, _ []id.Device
 	return s.d.reload(ctx)
 }
 
-// Run delivers queued notifications to push gateways until ctx ends.
-func (s *Service) Run(ctx context.Context) error { return s.d.run(ctx) }
+// Run writes notification rows and delivers queued notifications to push
+// gateways until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.write(ctx)
+	}()
+	err := s.d.run(ctx)
+	<-done
+	return err
+}
 
 // ---- Delivery ----
 
@@ -240,11 +250,11 @@ func (d *delivery) reload(ctx context.Context) error {
 
 // enqueue hands notifications over to the delivery loop (the badge counts
 // are read there, off the path that persists events).
-func (d *delivery) enqueue(ev *store.Event, notices []notice, senderName, roomName, alias string) {
+func (d *delivery) enqueue(j job) {
 	d.mu.Lock()
 	if d.loaded {
 		has := false
-		for _, n := range notices {
+		for _, n := range j.notices {
 			if len(d.byUser[n.user]) > 0 {
 				has = true
 				break
@@ -255,7 +265,7 @@ func (d *delivery) enqueue(ev *store.Event, notices []notice, senderName, roomNa
 			return
 		}
 	}
-	d.jobs = append(d.jobs, job{ev: ev, notices: notices, senderName: senderName, roomName: roomName, alias: alias})
+	d.jobs = append(d.jobs, j)
 	d.mu.Unlock()
 	d.poke()
 }

@@ -51,6 +51,26 @@ type Service struct {
 	ruleLocks map[id.UserID]*sync.Mutex
 
 	d *delivery
+	w writer
+}
+
+// writer writes notification rows off the path that persists events: the
+// rows of the events announced meanwhile go in one transaction (group
+// commit), so that a send waits for neither. Readers of the rows call
+// Flush first. While Run is not running, rows are written at once.
+type writer struct {
+	mu      sync.Mutex
+	running bool
+	pending []written
+	enq     uint64        // batches handed over
+	done    uint64        // batches written
+	doneCh  chan struct{} // closed when done advances
+	kick    chan struct{}
+}
+
+type written struct {
+	rows []store.PushAction
+	job  *job
 }
 
 // New returns the push service. Run delivers to push gateways.
@@ -64,6 +84,8 @@ func New(cfg Config, db *store.DB, accounts AccountDataWriter, log *slog.Logger)
 	s := &Service{cfg: cfg, db: db, accounts: accounts, log: log, m: newMetrics(),
 		rooms: map[id.RoomID]*roomCache{}, rules: map[id.UserID]*Ruleset{}, ruleLocks: map[id.UserID]*sync.Mutex{}}
 	s.d = newDelivery(s)
+	s.w.doneCh = make(chan struct{})
+	s.w.kick = make(chan struct{}, 1)
 	return s
 }
 
@@ -374,13 +396,104 @@ func (s *Service) onEvent(ctx context.Context, ev *store.Event) error {
 			notices = append(notices, notice{user: m.UserID, result: res})
 		}
 	}
+	var j *job
+	if len(notices) > 0 {
+		j = &job{ev: ev, notices: notices, senderName: senderName, roomName: roomName, alias: alias}
+	}
+	if len(rows) == 0 && j == nil {
+		return nil
+	}
+	s.w.mu.Lock()
+	if s.w.running {
+		s.w.pending = append(s.w.pending, written{rows: rows, job: j})
+		s.w.enq++
+		s.w.mu.Unlock()
+		select {
+		case s.w.kick <- struct{}{}:
+		default:
+		}
+		return nil
+	}
+	s.w.mu.Unlock()
 	if err := s.db.AddPushActions(ctx, rows); err != nil {
 		return fmt.Errorf("store notifications: %w", err)
 	}
-	if len(notices) > 0 {
-		s.d.enqueue(ev, notices, senderName, roomName, alias)
+	if j != nil {
+		s.d.enqueue(*j)
 	}
 	return nil
+}
+
+// Flush waits until the notification rows of every event announced so
+// far are written: /sync calls it before counting (the counts of an event
+// are in the same response as the event, client-server API "Server
+// behaviour").
+func (s *Service) Flush(ctx context.Context) error {
+	s.w.mu.Lock()
+	target := s.w.enq
+	for s.w.running && s.w.done < target {
+		ch := s.w.doneCh
+		s.w.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+		s.w.mu.Lock()
+	}
+	s.w.mu.Unlock()
+	return nil
+}
+
+// write runs the writer until ctx ends; what is left then is written
+// before it returns.
+func (s *Service) write(ctx context.Context) {
+	s.w.mu.Lock()
+	s.w.running = true
+	s.w.mu.Unlock()
+	for {
+		stop := false
+		select {
+		case <-ctx.Done():
+			stop = true
+		case <-s.w.kick:
+		}
+		s.w.mu.Lock()
+		batch, upTo := s.w.pending, s.w.enq
+		s.w.pending = nil
+		if stop {
+			s.w.running = false
+		}
+		s.w.mu.Unlock()
+		if len(batch) > 0 {
+			wctx := ctx
+			if stop {
+				var cancel context.CancelFunc
+				wctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				defer cancel()
+			}
+			var rows []store.PushAction
+			for _, w := range batch {
+				rows = append(rows, w.rows...)
+			}
+			if err := s.db.AddPushActions(wctx, rows); err != nil {
+				s.log.Error("store notifications", "events", len(batch), "error", err)
+			}
+			for _, w := range batch {
+				if w.job != nil {
+					s.d.enqueue(*w.job)
+				}
+			}
+		}
+		s.w.mu.Lock()
+		s.w.done = upTo
+		close(s.w.doneCh)
+		s.w.doneCh = make(chan struct{})
+		s.w.mu.Unlock()
+		if stop {
+			return
+		}
+	}
 }
 
 // maxThreadHops bounds the walk from a relation to its thread root

@@ -276,6 +276,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	s.Sync = sync.New(db, s.Rooms, s.Notify, sync.Sources{
 		Users: s.Users, Typing: s.Typing, Receipts: s.Receipts, Presence: s.Presence,
 		ToDevice: s.E2EE, DeviceLists: s.E2EE, OneTimeKeys: s.E2EE,
+		Notifications: s.Push,
 	}, log.With("component", "sync"))
 	svc.Sync = s.Sync
 	if s.Media, err = newMedia(ctx, cfg, db, s.Federation, func() string { return s.baseURL.Load().(string) },

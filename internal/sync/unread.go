@@ -10,6 +10,13 @@ import (
 	"polder.dev/polder/internal/store"
 )
 
+// Notifications writes the notification rows of new events in the
+// background (push.Service): Flush returns when those of every event
+// announced so far are written.
+type Notifications interface {
+	Flush(ctx context.Context) error
+}
+
 // unread sets the unread notification counts of the joined rooms
 // (client-server API, "Receiving notifications"): notification_count and
 // highlight_count are the user's notification rows (internal/push, which
@@ -31,6 +38,11 @@ import (
 func (b *builder) unread(ctx context.Context) error {
 	if len(b.joined) == 0 {
 		return nil
+	}
+	if n := b.s.src.Notifications; n != nil {
+		if err := n.Flush(ctx); err != nil {
+			return err
+		}
 	}
 	user := b.req.User
 	kept := make(map[id.RoomID]*unreadEntry, len(b.joined))
