@@ -55,7 +55,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		remoteSec = fs.String("remote-shared-secret", "", "shared secret of --remote-url (default: --shared-secret)")
 		scen      = fs.String("scenario", "all", "comma-separated scenarios, or all")
 		list      = fs.Bool("list", false, "list the scenarios and exit")
-		quick     = fs.Bool("quick", false, "small sizes for a smoke run (set before any size flag it precedes)")
+		quick     = fs.Bool("quick", false, "small sizes for a smoke run (size flags given explicitly still win)")
 		asJSON    = fs.Bool("json", false, "print the report as JSON")
 		pid       = fs.Int("pid", 0, "the server's PID on this machine: CPU per op and memory from /proc")
 		allowKill = fs.Bool("allow-kill", false, "crash: may SIGKILL --pid")

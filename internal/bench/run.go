@@ -103,14 +103,13 @@ type Result struct {
 	Params   map[string]any `json:"params,omitempty"`
 	Series   []Series       `json:"series,omitempty"`
 	// Server figures over the measured phase (PID given).
-	ServerCPUSeconds  float64  `json:"server_cpu_seconds,omitempty"`
-	ServerCPUMsPerOp  float64  `json:"server_cpu_ms_per_op,omitempty"`
-	ServerPeakRSSMB   float64  `json:"server_peak_rss_mb,omitempty"`
-	ServerRSSAfterMB  float64  `json:"server_rss_after_mb,omitempty"`
-	ServerHWMMB       float64  `json:"server_hwm_mb,omitempty"`
-	Notes             []string `json:"notes,omitempty"`
-	SetupSeconds      float64  `json:"setup_seconds"`
-	MeasuredOpsSeries string   `json:"-"`
+	ServerCPUSeconds float64  `json:"server_cpu_seconds,omitempty"`
+	ServerCPUMsPerOp float64  `json:"server_cpu_ms_per_op,omitempty"`
+	ServerPeakRSSMB  float64  `json:"server_peak_rss_mb,omitempty"`
+	ServerRSSAfterMB float64  `json:"server_rss_after_mb,omitempty"`
+	ServerHWMMB      float64  `json:"server_hwm_mb,omitempty"`
+	Notes            []string `json:"notes,omitempty"`
+	SetupSeconds     float64  `json:"setup_seconds"`
 }
 
 // Report is a whole run.
