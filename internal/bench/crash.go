@@ -93,8 +93,10 @@ func crash(ctx context.Context, r *runner) error {
 	r.watch.started = false
 	r.res.ServerCPUSeconds = round3(r.watch.cpu.Seconds())
 	r.res.ServerPeakRSSMB = mb(r.watch.peak)
-	killErr := syscall.Kill(r.cfg.PID, syscall.SIGKILL)
+	// Closed first, so that a send failing because of the kill is never
+	// counted as an error; one acknowledged after it is still recorded.
 	close(killed)
+	killErr := syscall.Kill(r.cfg.PID, syscall.SIGKILL)
 	wg.Wait()
 	r.end()
 	if killErr != nil {
