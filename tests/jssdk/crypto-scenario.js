@@ -72,8 +72,15 @@ export function e2eeScenario(servers) {
 
   it("uploads device keys, and each user's client sees the other's device", async () => {
     for (const [me, other] of [[alice, bob], [bob, alice]]) {
-      const devs = await me.crypto.getUserDeviceInfo([other.userId], true);
-      const dev = devs.get(other.userId)?.get(other.deviceId);
+      // The other client uploads its keys from its first sync on: under
+      // load that may come after this asks, so ask again until a deadline.
+      let devs, dev;
+      for (const deadline = Date.now() + 60000; ; ) {
+        devs = await me.crypto.getUserDeviceInfo([other.userId], true);
+        dev = devs.get(other.userId)?.get(other.deviceId);
+        if (dev || Date.now() > deadline) break;
+        await new Promise((r) => setTimeout(r, 250));
+      }
       assert.ok(dev, `${me.label}: getUserDeviceInfo(${other.userId}) lacks ${other.deviceId}: ${JSON.stringify([...(devs.get(other.userId)?.keys() ?? [])])}`);
       assert.equal(dev.getFingerprint(), await other.ed25519(), `${me.label}: ${other.label}'s ed25519 key`);
     }
