@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
+	"time"
 
 	"maunium.net/go/mautrix/id"
 
@@ -204,7 +206,9 @@ func (s *Service) create(ctx context.Context, creator id.UserID, req CreateReque
 	}
 	empty := ""
 	str := func(s string) *string { return &s }
-	if err := add(creator, event.TypeCreate, &empty, createContent); err != nil {
+	if err := addCreate(version, func() error { return add(creator, event.TypeCreate, &empty, createContent) }, func() int64 {
+		return pdus[0].OriginServerTS()
+	}); err != nil {
 		return "", nil, err
 	}
 	member, err := s.memberContent(ctx, creator, "join", "", nil)
@@ -371,6 +375,35 @@ func (s *Service) create(ctx context.Context, creator id.UserID, req CreateReque
 	s.mu.Unlock()
 	s.log.Info("room created", "room_id", roomID, "room_version", version, "user_id", creator)
 	return roomID, remoteInvites, nil
+}
+
+// createClock makes the create events of room version 12 built in this
+// process differ in origin_server_ts. Such a room's ID is the create
+// event's reference hash (MSC4291), so two createRoom requests by the same
+// user with the same creation content in the same millisecond would
+// otherwise name the same room, and the second would fail.
+var createClock struct {
+	sync.Mutex
+	last int64 // origin_server_ts of the last create event built
+}
+
+// addCreate runs build, which builds the create event, in a millisecond
+// after the last create event's in room versions whose room ID is derived
+// from it; ts returns the built event's timestamp.
+func addCreate(version id.RoomVersion, build func() error, ts func() int64) error {
+	if !version.RoomIDIsCreateEventID() {
+		return build()
+	}
+	createClock.Lock()
+	defer createClock.Unlock()
+	for time.Now().UnixMilli() <= createClock.last {
+		time.Sleep(100 * time.Microsecond)
+	}
+	if err := build(); err != nil {
+		return err
+	}
+	createClock.last = ts()
+	return nil
 }
 
 // memberContent is the content of a member event: membership, the
