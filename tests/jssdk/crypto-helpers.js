@@ -134,6 +134,14 @@ export class Device {
     assert.ok(this.crypto, `${this.label}: getCrypto() after initRustCrypto`);
     await this.client.startClient({ initialSyncLimit: 30, lazyLoadMembers: true });
     await waitFor(`${this.label}: first sync`, () => this.client.isInitialSyncComplete());
+    // The client uploads its device keys in the background after its first
+    // sync: wait until the server has them, so that another client asking
+    // for this device right away finds it (under load that upload came
+    // late once, and the other client kept the empty list it got).
+    await waitFor(`${this.label}: device keys on the server`, async () => {
+      const q = await this.request("POST", "/keys/query", { device_keys: { [this.userId]: [this.deviceId] } });
+      return Boolean(q.device_keys?.[this.userId]?.[this.deviceId]);
+    }, 60_000);
     return this;
   }
 
