@@ -97,24 +97,59 @@ func (a *API) pushService() (*push.Service, error) {
 	return a.svc.Push, nil
 }
 
-// GET /_matrix/client/v3/pushrules/{scope}/{kind}/{ruleId}
-func (a *API) getPushRule(w http.ResponseWriter, r *http.Request) error {
+// ruleTarget is the rule a /pushrules/{scope}/{kind}/{ruleId} request
+// names, with the service that keeps it.
+type ruleTarget struct {
+	p    *push.Service
+	kind push.Kind
+	id   string
+}
+
+// pushRuleTarget reads the rule a request names (pushRulePath) and the
+// push service; its errors are the client's.
+func (a *API) pushRuleTarget(r *http.Request) (ruleTarget, error) {
 	k, ruleID, err := pushRulePath(r)
 	if err != nil {
-		return err
+		return ruleTarget{}, err
 	}
 	p, err := a.pushService()
+	if err != nil {
+		return ruleTarget{}, err
+	}
+	return ruleTarget{p: p, kind: k, id: ruleID}, nil
+}
+
+// rule reads the target rule of user: M_NOT_FOUND if there is none.
+func (t ruleTarget) rule(r *http.Request, user id.UserID) (*push.Rule, error) {
+	rs, err := t.p.Rules(r.Context(), user)
+	if err != nil {
+		return nil, err
+	}
+	rule, err := rs.Get(t.kind, t.id)
+	if err != nil {
+		return nil, pushRuleErr(err)
+	}
+	return rule, nil
+}
+
+// change applies fn to the user's rules: pushRuleErr's errors.
+func (t ruleTarget) change(r *http.Request, fn func(rs *push.Ruleset) (*push.Ruleset, error)) error {
+	if err := t.p.ChangeRules(r.Context(), Who(r).UserID, fn); err != nil {
+		return pushRuleErr(err)
+	}
+	return nil
+}
+
+// GET /_matrix/client/v3/pushrules/{scope}/{kind}/{ruleId}
+func (a *API) getPushRule(w http.ResponseWriter, r *http.Request) error {
+	t, err := a.pushRuleTarget(r)
 	if err != nil {
 		return err
 	}
 	user := Who(r).UserID
-	rs, err := p.Rules(r.Context(), user)
+	rule, err := t.rule(r, user)
 	if err != nil {
 		return err
-	}
-	rule, err := rs.Get(k, ruleID)
-	if err != nil {
-		return pushRuleErr(err)
 	}
 	b, err := rule.MarshalFor(user)
 	if err != nil {
@@ -129,11 +164,7 @@ func (a *API) getPushRule(w http.ResponseWriter, r *http.Request) error {
 // Errors: M_INVALID_PARAM (scope, kind, rule ID, body), M_NOT_FOUND (the
 // before/after rule), 400 M_UNKNOWN for an ID starting with ".".
 func (a *API) putPushRule(w http.ResponseWriter, r *http.Request) error {
-	k, ruleID, err := pushRulePath(r)
-	if err != nil {
-		return err
-	}
-	p, err := a.pushService()
+	t, err := a.pushRuleTarget(r)
 	if err != nil {
 		return err
 	}
@@ -142,11 +173,11 @@ func (a *API) putPushRule(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	q := r.URL.Query()
-	err = p.ChangeRules(r.Context(), Who(r).UserID, func(rs *push.Ruleset) (*push.Ruleset, error) {
-		return rs.Put(k, ruleID, body, q.Get("before"), q.Get("after"))
+	err = t.change(r, func(rs *push.Ruleset) (*push.Ruleset, error) {
+		return rs.Put(t.kind, t.id, body, q.Get("before"), q.Get("after"))
 	})
 	if err != nil {
-		return pushRuleErr(err)
+		return err
 	}
 	return api.OK(w, struct{}{})
 }
@@ -155,19 +186,15 @@ func (a *API) putPushRule(w http.ResponseWriter, r *http.Request) error {
 //
 // Errors: M_NOT_FOUND, 400 M_UNKNOWN for a server-default rule.
 func (a *API) deletePushRule(w http.ResponseWriter, r *http.Request) error {
-	k, ruleID, err := pushRulePath(r)
+	t, err := a.pushRuleTarget(r)
 	if err != nil {
 		return err
 	}
-	p, err := a.pushService()
-	if err != nil {
-		return err
-	}
-	err = p.ChangeRules(r.Context(), Who(r).UserID, func(rs *push.Ruleset) (*push.Ruleset, error) {
-		return rs.Delete(k, ruleID)
+	err = t.change(r, func(rs *push.Ruleset) (*push.Ruleset, error) {
+		return rs.Delete(t.kind, t.id)
 	})
 	if err != nil {
-		return pushRuleErr(err)
+		return err
 	}
 	return api.OK(w, struct{}{})
 }
@@ -188,21 +215,13 @@ func (a *API) getPushRuleAttr(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	k, ruleID, err := pushRulePath(r)
+	t, err := a.pushRuleTarget(r)
 	if err != nil {
 		return err
 	}
-	p, err := a.pushService()
+	rule, err := t.rule(r, Who(r).UserID)
 	if err != nil {
 		return err
-	}
-	rs, err := p.Rules(r.Context(), Who(r).UserID)
-	if err != nil {
-		return err
-	}
-	rule, err := rs.Get(k, ruleID)
-	if err != nil {
-		return pushRuleErr(err)
 	}
 	if attr == "enabled" {
 		return api.OK(w, map[string]bool{"enabled": rule.Enabled})
@@ -223,11 +242,7 @@ func (a *API) putPushRuleAttr(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	k, ruleID, err := pushRulePath(r)
-	if err != nil {
-		return err
-	}
-	p, err := a.pushService()
+	t, err := a.pushRuleTarget(r)
 	if err != nil {
 		return err
 	}
@@ -243,15 +258,15 @@ func (a *API) putPushRuleAttr(w http.ResponseWriter, r *http.Request) error {
 		if body.Enabled == nil {
 			return mxerr.MissingParam("enabled is required")
 		}
-		change = func(rs *push.Ruleset) (*push.Ruleset, error) { return rs.SetEnabled(k, ruleID, *body.Enabled) }
+		change = func(rs *push.Ruleset) (*push.Ruleset, error) { return rs.SetEnabled(t.kind, t.id, *body.Enabled) }
 	} else {
 		if body.Actions == nil {
 			return mxerr.MissingParam("actions is required")
 		}
-		change = func(rs *push.Ruleset) (*push.Ruleset, error) { return rs.SetActions(k, ruleID, body.Actions) }
+		change = func(rs *push.Ruleset) (*push.Ruleset, error) { return rs.SetActions(t.kind, t.id, body.Actions) }
 	}
-	if err := p.ChangeRules(r.Context(), Who(r).UserID, change); err != nil {
-		return pushRuleErr(err)
+	if err := t.change(r, change); err != nil {
+		return err
 	}
 	return api.OK(w, struct{}{})
 }
