@@ -30,20 +30,14 @@ func sendSeq(ctx context.Context, r *runner) error {
 		}
 	}
 	var rec Recorder
-	r.begin(sz.Messages)
-	start := time.Now()
-	deadline := start.Add(sz.Duration)
-	for i := 0; i < sz.Messages && time.Now().Before(deadline) && ctx.Err() == nil; i++ {
+	wall := r.timed(ctx, sz.Messages, func(i int) {
 		t0 := time.Now()
 		if _, err := r.c.Send(ctx, u, room, "message "+strconv.Itoa(i)); err != nil {
 			rec.Fail(err)
 		} else {
 			rec.Add(time.Since(t0))
 		}
-		r.tick()
-	}
-	wall := time.Since(start)
-	r.end()
+	})
 	r.res.Series = append(r.res.Series, rec.Summary("send", wall, true))
 	return nil
 }
@@ -219,6 +213,53 @@ func (r *runner) longPoll(ctx context.Context, us []*User, arr *arrivals, errs *
 	return wg.Wait, nil
 }
 
+// timed runs op(i) for i from 0 up to n, one after another, until the
+// run's duration is over, with the progress bar; it returns the measured
+// phase's wall time.
+func (r *runner) timed(ctx context.Context, n int, op func(i int)) time.Duration {
+	r.begin(n)
+	start := time.Now()
+	deadline := start.Add(r.cfg.Sizes.Duration)
+	for i := 0; i < n && time.Now().Before(deadline) && ctx.Err() == nil; i++ {
+		op(i)
+		r.tick()
+	}
+	wall := time.Since(start)
+	r.end()
+	return wall
+}
+
+// poller is a set of running long-poll loops (startPolling).
+type poller struct {
+	r      *runner
+	arr    *arrivals
+	errs   Recorder
+	cancel context.CancelFunc
+	wait   func()
+}
+
+// startPolling starts a long-poll loop for each user (longPoll); stop ends
+// them and notes their errors in the result.
+func (r *runner) startPolling(ctx context.Context, us []*User) (*poller, error) {
+	pctx, cancel := context.WithCancel(ctx)
+	p := &poller{r: r, arr: newArrivals(), cancel: cancel}
+	wait, err := r.longPoll(pctx, us, p.arr, &p.errs)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	p.wait = wait
+	return p, nil
+}
+
+func (p *poller) stop() {
+	p.cancel()
+	p.wait()
+	if pe := p.errs.Summary("", 0, false); pe.Errors > 0 {
+		p.r.res.Notes = append(p.r.res.Notes, fmt.Sprintf("%d long-poll errors, last: %s", pe.Errors, pe.LastError))
+	}
+}
+
 // sendToSync: Syncers users long-poll /sync; ProbeRooms of them share a
 // room with a sender, who sends into those rooms in turn. Each message's
 // latency runs from the start of its PUT to the receiver's /sync answer
@@ -242,29 +283,21 @@ func sendToSync(ctx context.Context, r *runner) error {
 	}); err != nil {
 		return err
 	}
-	pctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	arr := newArrivals()
-	var pollErrs Recorder
-	wait, err := r.longPoll(pctx, syncers, arr, &pollErrs)
+	pl, err := r.startPolling(ctx, syncers)
 	if err != nil {
 		return err
 	}
-	defer wait()
-	defer cancel()
+	defer pl.stop()
+	arr := pl.arr
 	var deliver, send Recorder
-	r.begin(sz.SyncMessages)
-	start := time.Now()
-	deadline := start.Add(sz.Duration)
-	for i := 0; i < sz.SyncMessages && time.Now().Before(deadline) && ctx.Err() == nil; i++ {
+	wall := r.timed(ctx, sz.SyncMessages, func(i int) {
 		p := i % probes
 		t0 := time.Now()
 		id, err := r.c.Send(ctx, sender, rooms[p], "ping "+strconv.Itoa(i))
 		if err != nil {
 			send.Fail(err)
 			deliver.Fail(err)
-			r.tick()
-			continue
+			return
 		}
 		send.Add(time.Since(t0))
 		at, err := arr.wait(ctx, id+"|"+strconv.Itoa(p), sz.Timeout)
@@ -273,14 +306,8 @@ func sendToSync(ctx context.Context, r *runner) error {
 		} else {
 			deliver.Add(at.Sub(t0))
 		}
-		r.tick()
-	}
-	wall := time.Since(start)
-	r.end()
+	})
 	r.res.Series = append(r.res.Series, deliver.Summary("send→sync", wall, false), send.Summary("send alone", wall, false))
-	if pe := pollErrs.Summary("", 0, false); pe.Errors > 0 {
-		r.res.Notes = append(r.res.Notes, fmt.Sprintf("%d long-poll errors, last: %s", pe.Errors, pe.LastError))
-	}
 	return nil
 }
 
@@ -301,27 +328,19 @@ func fanout(ctx context.Context, r *runner) error {
 	if err := parallel(ctx, len(members), sz.Concurrency, func(i int) error { return r.c.Join(ctx, members[i], room) }); err != nil {
 		return err
 	}
-	pctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	arr := newArrivals()
-	var pollErrs Recorder
-	wait, err := r.longPoll(pctx, members, arr, &pollErrs)
+	pl, err := r.startPolling(ctx, members)
 	if err != nil {
 		return err
 	}
-	defer wait()
-	defer cancel()
+	defer pl.stop()
+	arr := pl.arr
 	var each, all Recorder
-	r.begin(sz.FanoutMessages)
-	start := time.Now()
-	deadline := start.Add(sz.Duration)
-	for i := 0; i < sz.FanoutMessages && time.Now().Before(deadline) && ctx.Err() == nil; i++ {
+	wall := r.timed(ctx, sz.FanoutMessages, func(i int) {
 		t0 := time.Now()
 		id, err := r.c.Send(ctx, sender, room, "fan-out "+strconv.Itoa(i))
 		if err != nil {
 			all.Fail(err)
-			r.tick()
-			continue
+			return
 		}
 		var last time.Time
 		var failed error
@@ -342,14 +361,8 @@ func fanout(ctx context.Context, r *runner) error {
 		} else {
 			all.Add(last.Sub(t0))
 		}
-		r.tick()
-	}
-	wall := time.Since(start)
-	r.end()
+	})
 	r.res.Series = append(r.res.Series, all.Summary("all delivered", wall, true), each.Summary("each member", wall, false))
-	if pe := pollErrs.Summary("", 0, false); pe.Errors > 0 {
-		r.res.Notes = append(r.res.Notes, fmt.Sprintf("%d long-poll errors, last: %s", pe.Errors, pe.LastError))
-	}
 	return nil
 }
 
@@ -385,10 +398,7 @@ func initialSync(ctx context.Context, r *runner) error {
 		return err
 	}
 	var rec Recorder
-	r.begin(sz.Iterations)
-	start := time.Now()
-	deadline := start.Add(sz.Duration)
-	for i := 0; i < sz.Iterations && time.Now().Before(deadline) && ctx.Err() == nil; i++ {
+	wall := r.timed(ctx, sz.Iterations, func(i int) {
 		t0 := time.Now()
 		s, err := r.c.Sync(ctx, u, "", 0, "")
 		switch {
@@ -399,10 +409,7 @@ func initialSync(ctx context.Context, r *runner) error {
 		default:
 			rec.Add(time.Since(t0))
 		}
-		r.tick()
-	}
-	wall := time.Since(start)
-	r.end()
+	})
 	r.res.Series = append(r.res.Series, rec.Summary("initial sync", wall, true))
 	return nil
 }
@@ -550,10 +557,7 @@ func slidingSync(ctx context.Context, r *runner) error {
 		return err
 	}
 	var rec Recorder
-	r.begin(sz.Iterations)
-	start := time.Now()
-	deadline := start.Add(sz.Duration)
-	for i := 0; i < sz.Iterations && time.Now().Before(deadline) && ctx.Err() == nil; i++ {
+	wall := r.timed(ctx, sz.Iterations, func(i int) {
 		var out struct {
 			Rooms map[string]any `json:"rooms"`
 		}
@@ -567,10 +571,7 @@ func slidingSync(ctx context.Context, r *runner) error {
 		default:
 			rec.Add(time.Since(t0))
 		}
-		r.tick()
-	}
-	wall := time.Since(start)
-	r.end()
+	})
 	r.res.Series = append(r.res.Series, rec.Summary("first response", wall, true))
 	return nil
 }
