@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -9,9 +10,10 @@ import (
 	"maunium.net/go/mautrix/id"
 )
 
-// Push notifications: notification rows (event_push_actions), pushers and
-// their delivery queue (migration 0017). Push rules are account data
-// (PushRulesOf).
+// Push notifications: notification rows (event_push_actions, written in
+// the transaction of their event by the room service; migrations 0017 and
+// 0023), pushers and their delivery queue (migration 0017). Push rules are
+// account data (PushRulesOf).
 
 // PushRulesOf returns the m.push_rules account data of those users that
 // have it.
@@ -53,41 +55,112 @@ func (db *DB) PushRulesOf(ctx context.Context, users []id.UserID) (map[id.UserID
 type PushAction struct {
 	UserID    id.UserID
 	RoomID    id.RoomID
-	EventID   id.EventID
+	EventID   id.EventID // read from events; not needed to add rows
 	StreamPos int64
 	Thread    string // "" for the main timeline, else the thread root
 	Notify    bool
 	Highlight bool
-	Actions   []byte // JSON array
+	Actions   []byte // JSON array, compact
 	TS        int64  // ms
 }
 
-// AddPushActions stores notification rows in one transaction; a row that
-// exists already (same user and event) is left as it is.
+// pushShapes are the actions that notify most often, as the push service
+// marshals them (compact, keys in the order of the predefined rules): a
+// row whose actions are one of them stores its number (code >> 2), not
+// the JSON. Numbers are stored: append only, never reorder.
+var pushShapes = [...]string{
+	1: `["notify"]`,                                                                   // .m.rule.message, .m.rule.encrypted
+	2: `["notify",{"set_tweak":"sound","value":"default"}]`,                           // one-to-one rooms, invites
+	3: `["notify",{"set_tweak":"sound","value":"default"},{"set_tweak":"highlight"}]`, // mentions of the user
+	4: `["notify",{"set_tweak":"highlight"}]`,                                         // @room, tombstones
+	5: `["notify",{"set_tweak":"sound","value":"ring"}]`,                              // calls
+}
+
+// pushCode packs a row's flags and the number of its actions' shape;
+// actions is returned only when they are none of pushShapes.
+func pushCode(r PushAction) (code int, actions []byte) {
+	if r.Notify {
+		code |= 1
+	}
+	if r.Highlight {
+		code |= 2
+	}
+	for i := 1; i < len(pushShapes); i++ {
+		if string(r.Actions) == pushShapes[i] {
+			return code | i<<2, nil
+		}
+	}
+	if r.Actions == nil {
+		r.Actions = []byte("[]")
+	}
+	return code, r.Actions
+}
+
+// decodePushCode is pushCode's inverse.
+func decodePushCode(a *PushAction, code int, actions []byte) {
+	a.Notify, a.Highlight = code&1 != 0, code&2 != 0
+	if shape := code >> 2; shape > 0 && shape < len(pushShapes) {
+		a.Actions = []byte(pushShapes[shape])
+	} else {
+		a.Actions = actions
+	}
+}
+
+// addPushActions is one INSERT of the rows of an event that share
+// everything but the user: the users come as one JSON array, so that the
+// statement is the same whatever their number (prepared once).
+var addPushActions = map[Dialect]string{
+	SQLite: `INSERT INTO event_push_actions (user_id, room_id, stream_pos, thread_id, code, actions, ts)
+		SELECT value, $1, $2, $3, $4, $5, $6 FROM json_each($7) WHERE true ON CONFLICT DO NOTHING`,
+	Postgres: `INSERT INTO event_push_actions (user_id, room_id, stream_pos, thread_id, code, actions, ts)
+		SELECT value, $1::text, $2::bigint, $3::text, $4::integer, $5::bytea, $6::bigint FROM json_array_elements_text($7::json)
+		ON CONFLICT DO NOTHING`,
+}
+
+// AddPushActions stores notification rows in the transaction, typically
+// those of the event it persists: one statement per distinct (room,
+// position, thread, actions) among them, usually one. A row that exists
+// already (same user, room and position) is left as it is.
+func (tx *Tx) AddPushActions(ctx context.Context, rows []PushAction) error {
+	type group struct {
+		r       PushAction
+		code    int
+		actions []byte
+		users   []string
+	}
+	var groups []*group
+next:
+	for _, r := range rows {
+		code, actions := pushCode(r)
+		for _, g := range groups {
+			if g.r.RoomID == r.RoomID && g.r.StreamPos == r.StreamPos && g.r.Thread == r.Thread && g.r.TS == r.TS &&
+				g.code == code && string(g.actions) == string(actions) {
+				g.users = append(g.users, string(r.UserID))
+				continue next
+			}
+		}
+		groups = append(groups, &group{r: r, code: code, actions: actions, users: []string{string(r.UserID)}})
+	}
+	for _, g := range groups {
+		users, err := json.Marshal(g.users)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, addPushActions[tx.dialect], string(g.r.RoomID), g.r.StreamPos, g.r.Thread, g.code, g.actions,
+			g.r.TS, string(users)); err != nil {
+			return fmt.Errorf("insert push actions: %w", err)
+		}
+	}
+	return nil
+}
+
+// AddPushActions stores notification rows in a transaction of their own
+// (see Tx.AddPushActions).
 func (db *DB) AddPushActions(ctx context.Context, rows []PushAction) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	return db.WithTx(ctx, "add_push_actions", func(tx *Tx) error {
-		for chunk := range chunks(rows, 100) {
-			var b strings.Builder
-			var args []any
-			b.WriteString(`INSERT INTO event_push_actions (user_id, room_id, stream_pos, event_id, thread_id, notify, highlight, actions, ts) VALUES `)
-			for i, r := range chunk {
-				if i > 0 {
-					b.WriteString(", ")
-				}
-				fmt.Fprintf(&b, "(%s, %s, %s, %s, %s, %s, %s, %s, %s)", param(&args, string(r.UserID)), param(&args, string(r.RoomID)),
-					param(&args, r.StreamPos), param(&args, string(r.EventID)), param(&args, r.Thread), param(&args, r.Notify),
-					param(&args, r.Highlight), param(&args, r.Actions), param(&args, r.TS))
-			}
-			b.WriteString(" ON CONFLICT DO NOTHING")
-			if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
-				return fmt.Errorf("insert push actions: %w", err)
-			}
-		}
-		return nil
-	})
+	return db.WithTx(ctx, "add_push_actions", func(tx *Tx) error { return tx.AddPushActions(ctx, rows) })
 }
 
 // PushCount is a user's notification and highlight counts in one thread.
@@ -119,7 +192,7 @@ func (db *DB) PushCounts(ctx context.Context, user id.UserID, queries []UnreadQu
 				if i > 0 {
 					b.WriteString(" UNION ALL ")
 				}
-				fmt.Fprintf(&b, `SELECT %d, thread_id, SUM(CASE WHEN notify THEN 1 ELSE 0 END), SUM(CASE WHEN highlight THEN 1 ELSE 0 END)
+				fmt.Fprintf(&b, `SELECT %d, thread_id, SUM(code & 1), SUM((code & 2) / 2)
 					FROM event_push_actions WHERE user_id = $1 AND room_id = %s AND stream_pos > %s AND stream_pos <= %s AND %s GROUP BY thread_id`,
 					i, param(&args, string(rq.RoomID)), param(&args, rq.From), param(&args, rq.To), readBound(rq, &args))
 			}
@@ -187,7 +260,7 @@ const readPosExpr = `COALESCE((SELECT MAX(r.event_pos) FROM receipts r WHERE r.r
 func (db *DB) UnreadNotificationTotal(ctx context.Context, user id.UserID, upTo int64) (int, error) {
 	var n int
 	err := db.read(ctx, "unread_notification_total", func(q querier) error {
-		return q.QueryRowContext(ctx, `SELECT COUNT(*) FROM event_push_actions a WHERE a.user_id = $1 AND a.notify
+		return q.QueryRowContext(ctx, `SELECT COUNT(*) FROM event_push_actions a WHERE a.user_id = $1 AND (a.code & 1) = 1
 			AND a.stream_pos <= $2 AND a.stream_pos > `+readPosExpr+`
 			AND EXISTS (SELECT 1 FROM memberships m JOIN rooms ro ON ro.room_nid = m.room_nid
 				WHERE ro.room_id = a.room_id AND m.user_id = a.user_id AND m.membership = 'join')`, string(user), upTo).Scan(&n)
@@ -209,13 +282,13 @@ func (db *DB) Notifications(ctx context.Context, user id.UserID, before int64, l
 	err := db.read(ctx, "notifications", func(q querier) error {
 		cond := ""
 		if onlyHighlight {
-			cond = " AND a.highlight"
+			cond = " AND (a.code & 2) = 2"
 		}
 		if before <= 0 {
 			before = 1 << 62
 		}
-		rows, err := q.QueryContext(ctx, `SELECT a.room_id, a.stream_pos, a.event_id, a.thread_id, a.notify, a.highlight, a.actions, a.ts,
-			a.stream_pos <= `+readPosExpr+` FROM event_push_actions a
+		rows, err := q.QueryContext(ctx, `SELECT a.room_id, a.stream_pos, e.event_id, a.thread_id, a.code, a.actions, a.ts,
+			a.stream_pos <= `+readPosExpr+` FROM event_push_actions a JOIN events e ON e.stream_pos = a.stream_pos
 			WHERE a.user_id = $1 AND a.stream_pos < $2`+cond+` ORDER BY a.stream_pos DESC LIMIT $3`, string(user), before, limit)
 		if err != nil {
 			return err
@@ -223,9 +296,12 @@ func (db *DB) Notifications(ctx context.Context, user id.UserID, before int64, l
 		defer rows.Close()
 		for rows.Next() {
 			n := Notification{PushAction: PushAction{UserID: user}}
-			if err := rows.Scan(&n.RoomID, &n.StreamPos, &n.EventID, &n.Thread, &n.Notify, &n.Highlight, &n.Actions, &n.TS, &n.Read); err != nil {
+			var code int
+			var actions []byte
+			if err := rows.Scan(&n.RoomID, &n.StreamPos, &n.EventID, &n.Thread, &code, &actions, &n.TS, &n.Read); err != nil {
 				return err
 			}
+			decodePushCode(&n.PushAction, code, actions)
 			out = append(out, n)
 		}
 		return rows.Err()

@@ -3,41 +3,56 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"maunium.net/go/mautrix/id"
 
+	"polder.dev/polder/internal/room"
 	"polder.dev/polder/internal/store"
 	"polder.dev/polder/internal/store/storetest"
 )
 
-// Notification rows: counts per thread after read positions, and the
-// newest-first list with read flags from receipts.
+// Notification rows: counts per thread after read positions, the
+// newest-first list with read flags from receipts, and actions stored as
+// a shape number or, when unusual, as JSON.
 func TestPushActions(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		const alice = id.UserID("@alice:hs")
-		const r1, r2 = id.RoomID("!r1:hs"), id.RoomID("!r2:hs")
-		var rows []store.PushAction
-		add := func(room id.RoomID, pos int64, thread string, highlight bool) {
-			rows = append(rows, store.PushAction{UserID: alice, RoomID: room, EventID: id.EventID(fmt.Sprintf("$e%d", pos)), StreamPos: pos,
-				Thread: thread, Notify: true, Highlight: highlight, Actions: []byte(`["notify"]`), TS: pos})
+		w := newSyncWorld(t, db)
+		const alice, bob = id.UserID("@alice:hs.test"), id.UserID("@bob:hs.test")
+		r1 := w.create(bob, room.CreateRequest{})
+		r2 := w.create(bob, room.CreateRequest{})
+		var evs []*store.Event // evs[i] is the event of row i+1
+		for i := range 5 {
+			evs = append(evs, w.send(r1, bob, "m.room.message", fmt.Sprintf(`{"body":"%d"}`, i)))
 		}
-		add(r1, 1, "", false)
-		add(r1, 2, "", true)
-		add(r1, 3, "$root", false)
-		add(r1, 4, "$root", true)
-		add(r1, 5, "", false)
-		add(r2, 6, "", false)
+		evs = append(evs, w.send(r2, bob, "m.room.message", `{"body":"5"}`))
+		var rows []store.PushAction
+		add := func(n int, thread string, highlight bool, actions string) {
+			ev := evs[n-1]
+			rows = append(rows, store.PushAction{UserID: alice, RoomID: ev.RoomID(), StreamPos: ev.StreamPos,
+				Thread: thread, Notify: true, Highlight: highlight, Actions: []byte(actions), TS: int64(n)})
+		}
+		const custom = `["notify",{"set_tweak":"sound","value":"bell"}]`
+		add(1, "", false, `["notify"]`)
+		add(2, "", true, `["notify",{"set_tweak":"highlight"}]`)
+		add(3, "$root", false, custom)
+		add(4, "$root", true, `["notify",{"set_tweak":"sound","value":"default"},{"set_tweak":"highlight"}]`)
+		add(5, "", false, `["notify"]`)
+		add(6, "", false, `["notify"]`)
+		// Another user's row of the same event, in the same statement.
+		rows = append(rows, store.PushAction{UserID: bob, RoomID: r1, StreamPos: evs[0].StreamPos, Notify: true, Actions: []byte(`["notify"]`), TS: 1})
 		if err := db.AddPushActions(ctx, rows); err != nil {
 			t.Fatalf("AddPushActions: %v", err)
 		}
 		if err := db.AddPushActions(ctx, rows[:1]); err != nil {
 			t.Fatalf("AddPushActions again: %v", err)
 		}
+		pos := func(n int) int64 { return evs[n-1].StreamPos }
 		got, err := db.PushCounts(ctx, alice, []store.UnreadQuery{
-			{RoomID: r1, From: 0, To: 10, Read: map[string]int64{"$root": 3}},
-			{RoomID: r2, From: 6, To: 10},
+			{RoomID: r1, From: 0, To: pos(6) + 10, Read: map[string]int64{"$root": pos(3)}},
+			{RoomID: r2, From: pos(6), To: pos(6) + 10},
 		})
 		if err != nil {
 			t.Fatalf("PushCounts: %v", err)
@@ -48,23 +63,40 @@ func TestPushActions(t *testing.T) {
 		if _, ok := got[r2]; ok {
 			t.Errorf("PushCounts r2 = %+v, want none after From", got[r2])
 		}
-		if _, err := db.PutReceipt(ctx, store.Receipt{RoomID: r1, UserID: alice, Type: "m.read", ThreadID: "main", EventID: "$e2", TS: 1}, 2); err != nil {
+		if _, err := db.PutReceipt(ctx, store.Receipt{RoomID: r1, UserID: alice, Type: "m.read", ThreadID: "main", EventID: evs[1].EventID(), TS: 1}, pos(2)); err != nil {
 			t.Fatal(err)
 		}
 		ns, err := db.Notifications(ctx, alice, 0, 10, false)
 		if err != nil {
 			t.Fatalf("Notifications: %v", err)
 		}
-		var s string
+		var b strings.Builder
 		for _, n := range ns {
-			s += fmt.Sprintf("%d:%v ", n.StreamPos, n.Read)
+			i := int(n.TS)
+			if n.StreamPos != pos(i) || n.EventID != evs[i-1].EventID() || n.RoomID != evs[i-1].RoomID() {
+				t.Errorf("Notifications row %d = %+v, want event %s at %d", i, n, evs[i-1].EventID(), pos(i))
+			}
+			want := rows[i-1]
+			if n.Notify != want.Notify || n.Highlight != want.Highlight || string(n.Actions) != string(want.Actions) || n.Thread != want.Thread {
+				t.Errorf("Notifications row %d = %+v %s, want %+v %s", i, n, n.Actions, want, want.Actions)
+			}
+			fmt.Fprintf(&b, "%d:%v ", i, n.Read)
 		}
-		if s != "6:false 5:false 4:false 3:false 2:true 1:true " {
+		if s := b.String(); s != "6:false 5:false 4:false 3:false 2:true 1:true " {
 			t.Errorf("Notifications = %s", s)
 		}
-		hs, err := db.Notifications(ctx, alice, 4, 10, true)
-		if err != nil || len(hs) != 1 || hs[0].StreamPos != 2 {
-			t.Errorf("Notifications(before 4, highlights) = %+v, %v; want the row at 2", hs, err)
+		hs, err := db.Notifications(ctx, alice, pos(4), 10, true)
+		if err != nil || len(hs) != 1 || hs[0].StreamPos != pos(2) {
+			t.Errorf("Notifications(before 4, highlights) = %+v, %v; want the row at %d", hs, err, pos(2))
+		}
+		if n, err := db.UnreadNotificationTotal(ctx, alice, pos(6)); err != nil || n != 0 {
+			// alice is in neither room: no badge.
+			t.Errorf("UnreadNotificationTotal = %d, %v; want 0 (not joined)", n, err)
+		}
+		w.member(r1, bob, alice, "invite")
+		w.member(r1, alice, alice, "join")
+		if n, err := db.UnreadNotificationTotal(ctx, alice, pos(6)); err != nil || n != 3 {
+			t.Errorf("UnreadNotificationTotal after joining r1 = %d, %v; want 3 (rows 3, 4, 5)", n, err)
 		}
 	})
 }
