@@ -161,17 +161,9 @@ func (s *Service) DevicesDeleted(ctx context.Context, _ id.UserID, _ []id.Device
 	return s.d.reload(ctx)
 }
 
-// Run writes notification rows and delivers queued notifications to push
-// gateways until ctx ends.
+// Run delivers queued notifications to push gateways until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.write(ctx)
-	}()
-	err := s.d.run(ctx)
-	<-done
-	return err
+	return s.d.run(ctx)
 }
 
 // ---- Delivery ----

@@ -51,26 +51,6 @@ type Service struct {
 	ruleLocks map[id.UserID]*sync.Mutex
 
 	d *delivery
-	w writer
-}
-
-// writer writes notification rows off the path that persists events: the
-// rows of the events announced meanwhile go in one transaction (group
-// commit), so that a send waits for neither. Readers of the rows call
-// Flush first. While Run is not running, rows are written at once.
-type writer struct {
-	mu      sync.Mutex
-	running bool
-	pending []written
-	enq     uint64        // batches handed over
-	done    uint64        // batches written
-	doneCh  chan struct{} // closed when done advances
-	kick    chan struct{}
-}
-
-type written struct {
-	rows []store.PushAction
-	job  *job
 }
 
 // New returns the push service. Run delivers to push gateways.
@@ -84,8 +64,6 @@ func New(cfg Config, db *store.DB, accounts AccountDataWriter, log *slog.Logger)
 	s := &Service{cfg: cfg, db: db, accounts: accounts, log: log, m: newMetrics(),
 		rooms: map[id.RoomID]*roomCache{}, rules: map[id.UserID]*Ruleset{}, ruleLocks: map[id.UserID]*sync.Mutex{}}
 	s.d = newDelivery(s)
-	s.w.doneCh = make(chan struct{})
-	s.w.kick = make(chan struct{}, 1)
 	return s
 }
 
@@ -299,42 +277,96 @@ type notice struct {
 	result Result
 }
 
-// OnEvent evaluates a new event for the room's local members and stores
-// the notification rows. The room service calls it after persisting the
-// event and before waking the syncers, so that the counts change in the
-// same /sync response as the event arrives in (client-server API, "Server
-// behaviour"). Pushes are queued for delivery afterwards. Errors are
+// Prepare evaluates the push rules of the room's local members for an
+// event about to be persisted, and returns what the room service does
+// with the result (room.Service.Push):
+//
+//   - write, called in the event's transaction with the stream position
+//     it got, inserts the notification rows, so that the counts commit
+//     with the event and a /sync that sees the event sees them (client-
+//     server API, "Receiving notifications");
+//   - done, called after the transaction with the persisted event (nil
+//     if the transaction failed), queues the pushes for the pushers.
+//
+// Either may be nil. Events must come in the order they are persisted in
+// their room (the room service calls Prepare with the room locked): a
+// state event is applied to the room's cache here, before the events
+// after it are evaluated, and the cache is read again after a failed
+// transaction or another server's state event (which may lose state
+// resolution). Rejected and soft-failed events notify nobody. Errors are
 // logged: the event is persisted whatever push thinks of it.
-func (s *Service) OnEvent(ev *store.Event) {
-	if ev.StreamPos <= 0 || ev.IsRejected || ev.SoftFailed {
-		return
+func (s *Service) Prepare(ctx context.Context, ev *store.Event) (write func(ctx context.Context, tx *store.Tx, pos int64) error, done func(ev *store.Event)) {
+	if ev.IsRejected || ev.SoftFailed {
+		return nil, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := s.onEvent(ctx, ev); err != nil {
+	p, err := s.prepare(ctx, ev)
+	if err != nil {
 		s.log.Error("evaluate push rules", "event_id", ev.EventID(), "room_id", ev.RoomID(), "error", err)
+	}
+	if p == nil {
+		return nil, nil
+	}
+	if len(p.rows) > 0 {
+		write = p.write
+	}
+	return write, p.done
+}
+
+// pending is an event's evaluation between Prepare and its commit.
+type pending struct {
+	s  *Service
+	rc *roomCache
+	// reload: the event changed the room's cache, which must be read
+	// again after the transaction (if it failed, or if it is another
+	// server's state event).
+	reload, reloadAlways bool
+	rows                 []store.PushAction
+	job                  *job
+}
+
+func (p *pending) write(ctx context.Context, tx *store.Tx, pos int64) error {
+	for i := range p.rows {
+		p.rows[i].StreamPos = pos
+	}
+	if err := tx.AddPushActions(ctx, p.rows); err != nil {
+		return fmt.Errorf("store notifications: %w", err)
+	}
+	return nil
+}
+
+func (p *pending) done(ev *store.Event) {
+	if p.reload && (ev == nil || p.reloadAlways) {
+		p.rc.mu.Lock()
+		p.rc.loaded = false
+		p.rc.mu.Unlock()
+	}
+	if ev != nil && p.job != nil {
+		p.job.ev = ev
+		p.s.d.enqueue(*p.job)
 	}
 }
 
-func (s *Service) onEvent(ctx context.Context, ev *store.Event) error {
+// prepare evaluates ev; nil if it changes nothing and notifies nobody.
+func (s *Service) prepare(ctx context.Context, ev *store.Event) (*pending, error) {
 	roomID := ev.RoomID()
 	rc := s.room(roomID)
+	p := &pending{s: s, rc: rc}
 	rc.mu.Lock()
 	if !rc.loaded {
 		if err := s.load(ctx, roomID, rc); err != nil {
 			rc.mu.Unlock()
-			return err
+			return nil, err
 		}
-	} else if ev.IsState() && cachedTypes[ev.Type()] {
-		// A local user's event is the room's new current state; another
-		// server's may have lost state resolution, and a join through
-		// another server replaced the room's state: read it again.
-		if s.isLocal(ev.Sender()) && !ev.Handshake {
-			s.apply(rc, ev)
-		} else if err := s.load(ctx, roomID, rc); err != nil {
-			rc.mu.Unlock()
-			return err
-		}
+	}
+	if ev.IsState() && cachedTypes[ev.Type()] {
+		// The room's state after the event, for the events after it. A
+		// local user's event is the room's new current state; another
+		// server's may lose state resolution, and a join through another
+		// server replaces the room's state: those are read again after
+		// the commit.
+		s.apply(rc, ev)
+		p.reload = true
+		p.reloadAlways = !s.isLocal(ev.Sender()) || ev.Handshake
 	}
 	sender := ev.Sender()
 	recipients := make([]*Member, 0, len(rc.local)+1)
@@ -351,9 +383,9 @@ func (s *Service) onEvent(ctx context.Context, ev *store.Event) error {
 		}
 	}
 	room := &Room{MemberCount: len(rc.joined), Notifications: map[string]int64{}}
-	if p := rc.powerLevels(); p != nil {
-		room.SenderPower = p.UserLevel(sender)
-		if l, ok := p.NotificationLevel("room"); ok {
+	if pl := rc.powerLevels(); pl != nil {
+		room.SenderPower = pl.UserLevel(sender)
+		if l, ok := pl.NotificationLevel("room"); ok {
 			room.Notifications["room"] = l
 		}
 	}
@@ -361,11 +393,11 @@ func (s *Service) onEvent(ctx context.Context, ev *store.Event) error {
 	roomName, alias := rc.name, rc.alias
 	rc.mu.Unlock()
 	if len(recipients) == 0 {
-		return nil
+		return p, nil
 	}
 	pev, err := ParseEvent(ev.JSON())
 	if err != nil {
-		return fmt.Errorf("decode event: %w", err)
+		return p, fmt.Errorf("decode event: %w", err)
 	}
 	users := make([]id.UserID, len(recipients))
 	for i, m := range recipients {
@@ -373,14 +405,16 @@ func (s *Service) onEvent(ctx context.Context, ev *store.Event) error {
 	}
 	rules, err := s.rulesOf(ctx, users)
 	if err != nil {
-		return err
+		return p, err
 	}
 	s.m.evaluated.Add(float64(len(recipients)))
-	var rows []store.PushAction
 	var notices []notice
 	thread := ""
 	threadKnown := false
 	now := time.Now().UnixMilli()
+	// The actions of a rule, marshalled once per event.
+	var lastRule *Rule
+	var lastActions []byte
 	for _, m := range recipients {
 		res := Evaluate(rules[m.UserID], pev, room, m)
 		if !res.Notify && !res.Highlight {
@@ -389,112 +423,26 @@ func (s *Service) onEvent(ctx context.Context, ev *store.Event) error {
 		if !threadKnown {
 			thread, threadKnown = s.threadOf(ctx, pev), true
 		}
-		actions, _ := json.Marshal(res.Actions())
-		rows = append(rows, store.PushAction{UserID: m.UserID, RoomID: roomID, EventID: ev.EventID(), StreamPos: ev.StreamPos,
-			Thread: thread, Notify: res.Notify, Highlight: res.Highlight, Actions: actions, TS: now})
+		if res.Rule != lastRule {
+			lastRule = res.Rule
+			lastActions, _ = json.Marshal(res.Actions())
+		}
+		p.rows = append(p.rows, store.PushAction{UserID: m.UserID, RoomID: roomID, EventID: ev.EventID(),
+			Thread: thread, Notify: res.Notify, Highlight: res.Highlight, Actions: lastActions, TS: now})
 		if res.Notify {
 			notices = append(notices, notice{user: m.UserID, result: res})
 		}
 	}
-	var j *job
 	if len(notices) > 0 {
-		j = &job{ev: ev, notices: notices, senderName: senderName, roomName: roomName, alias: alias}
+		p.job = &job{notices: notices, senderName: senderName, roomName: roomName, alias: alias}
 	}
-	if len(rows) == 0 && j == nil {
-		return nil
-	}
-	s.w.mu.Lock()
-	if s.w.running {
-		s.w.pending = append(s.w.pending, written{rows: rows, job: j})
-		s.w.enq++
-		s.w.mu.Unlock()
-		select {
-		case s.w.kick <- struct{}{}:
-		default:
-		}
-		return nil
-	}
-	s.w.mu.Unlock()
-	if err := s.db.AddPushActions(ctx, rows); err != nil {
-		return fmt.Errorf("store notifications: %w", err)
-	}
-	if j != nil {
-		s.d.enqueue(*j)
-	}
-	return nil
+	return p, nil
 }
 
-// Flush waits until the notification rows of every event announced so
-// far are written: /sync calls it before counting (the counts of an event
-// are in the same response as the event, client-server API "Server
-// behaviour").
-func (s *Service) Flush(ctx context.Context) error {
-	s.w.mu.Lock()
-	target := s.w.enq
-	for s.w.running && s.w.done < target {
-		ch := s.w.doneCh
-		s.w.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-ch:
-		}
-		s.w.mu.Lock()
-	}
-	s.w.mu.Unlock()
-	return nil
-}
-
-// write runs the writer until ctx ends; what is left then is written
-// before it returns.
-func (s *Service) write(ctx context.Context) {
-	s.w.mu.Lock()
-	s.w.running = true
-	s.w.mu.Unlock()
-	for {
-		stop := false
-		select {
-		case <-ctx.Done():
-			stop = true
-		case <-s.w.kick:
-		}
-		s.w.mu.Lock()
-		batch, upTo := s.w.pending, s.w.enq
-		s.w.pending = nil
-		if stop {
-			s.w.running = false
-		}
-		s.w.mu.Unlock()
-		if len(batch) > 0 {
-			wctx := ctx
-			if stop {
-				var cancel context.CancelFunc
-				wctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-				defer cancel()
-			}
-			var rows []store.PushAction
-			for _, w := range batch {
-				rows = append(rows, w.rows...)
-			}
-			if err := s.db.AddPushActions(wctx, rows); err != nil {
-				s.log.Error("store notifications", "events", len(batch), "error", err)
-			}
-			for _, w := range batch {
-				if w.job != nil {
-					s.d.enqueue(*w.job)
-				}
-			}
-		}
-		s.w.mu.Lock()
-		s.w.done = upTo
-		close(s.w.doneCh)
-		s.w.doneCh = make(chan struct{})
-		s.w.mu.Unlock()
-		if stop {
-			return
-		}
-	}
-}
+// Flush is a no-op kept for callers of the time when notification rows
+// were written in the background: they are now written in the
+// transaction of their event (Prepare), so there is nothing to wait for.
+func (s *Service) Flush(ctx context.Context) error { return nil }
 
 // maxThreadHops bounds the walk from a relation to its thread root
 // (client-server API, "Receiving notifications": a maximum of 3 hops).

@@ -344,6 +344,10 @@ func (s *Service) ingestEvent(ctx context.Context, rs *roomState, origin string,
 	}
 	var red *redaction
 	var pos int64
+	var pn *pushes // rejected, soft-failed and backfilled events notify nobody
+	if rejectErr == nil && !softFailed && !backfill {
+		pn = s.preparePush(ctx, &store.Event{PDU: p})
+	}
 	err = s.db.WithTx(ctx, "persist_remote_event", func(tx *store.Tx) error {
 		var err error
 		if promote {
@@ -351,6 +355,9 @@ func (s *Service) ingestEvent(ctx context.Context, rs *roomState, origin string,
 				return err
 			}
 		} else if pos, err = tx.PersistEvent(ctx, ne); err != nil {
+			return err
+		}
+		if err := pn.writeAt(ctx, tx, 0, pos); err != nil {
 			return err
 		}
 		if p.Type() == event.TypeRedaction && p.Redacts() != "" && rejectErr == nil && !softFailed {
@@ -362,6 +369,7 @@ func (s *Service) ingestEvent(ctx context.Context, rs *roomState, origin string,
 		}
 		return err
 	})
+	pn.finish(err, &store.Event{PDU: p, StreamPos: pos, Added: ne.Added, Replaces: ne.Replaces})
 	if errors.Is(err, store.ErrConflict) {
 		return nil
 	}

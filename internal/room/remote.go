@@ -289,6 +289,7 @@ func (s *Service) persistJoin(ctx context.Context, srv string, version id.RoomVe
 	jk := stateres.StateKey{Type: event.TypeMember, StateKey: *join.StateKey()}
 	after[jk] = join.EventID()
 	var out *store.Event
+	pn := s.preparePush(ctx, &store.Event{PDU: join, Handshake: true})
 	err = s.db.WithTx(ctx, "persist_join", func(tx *store.Tx) error {
 		if err := tx.CreateRoom(ctx, store.Room{RoomID: roomID, Version: version}); err != nil && !errors.Is(err, store.ErrConflict) {
 			return err
@@ -321,9 +322,13 @@ func (s *Service) persistJoin(ctx context.Context, srv string, version id.RoomVe
 		if err != nil {
 			return err
 		}
+		if err := pn.writeAt(ctx, tx, 0, pos); err != nil {
+			return err
+		}
 		out = &store.Event{PDU: join, StreamPos: pos, Added: ne.Added, Replaces: ne.Replaces, Handshake: true}
 		return nil
 	})
+	pn.finish(err, out)
 	if err != nil {
 		return nil, err
 	}
@@ -504,6 +509,7 @@ func (s *Service) persistOutOfRoom(ctx context.Context, version id.RoomVersion, 
 		}
 	}
 	var out *store.Event
+	pn := s.preparePush(ctx, &store.Event{PDU: pdu})
 	err := s.db.WithTx(ctx, "persist_out_of_room", func(tx *store.Tx) error {
 		if err := tx.CreateRoom(ctx, store.Room{RoomID: roomID, Version: version}); err != nil && !errors.Is(err, store.ErrConflict) {
 			return err
@@ -514,9 +520,13 @@ func (s *Service) persistOutOfRoom(ctx context.Context, version id.RoomVersion, 
 		if err != nil {
 			return err
 		}
+		if err := pn.writeAt(ctx, tx, 0, pos); err != nil {
+			return err
+		}
 		out = &store.Event{PDU: pdu, StreamPos: pos, Added: added, Replaces: replaces}
 		return nil
 	})
+	pn.finish(err, out)
 	if errors.Is(err, store.ErrConflict) {
 		return s.db.Event(ctx, pdu.EventID())
 	}

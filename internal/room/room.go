@@ -84,6 +84,16 @@ type Service struct {
 	// before syncers are woken: what it writes (push notification counts)
 	// is seen with the event. It should be quick.
 	BeforeAnnounce func(ev *store.Event)
+	// Push, if set, works out the push notifications of each event about
+	// to go into the timeline (push.Service.Prepare): called before the
+	// event's transaction with the room locked, in the order events are
+	// persisted, never for rejected, soft-failed, outlier or backfilled
+	// events. write, if not nil, runs in the transaction right after the
+	// event is persisted, with its stream position, so that its
+	// notification counts commit with it; done, if not nil, is told after
+	// the transaction the persisted event (nil if the transaction failed).
+	// See pushhook.go.
+	Push func(ctx context.Context, ev *store.Event) (write PushWrite, done PushDone)
 	// OnRelay, if set, is called with an event of another server's user
 	// that this server accepted for that server (send_join, send_leave,
 	// send_knock): the other servers in the room must get it from us.
@@ -371,6 +381,7 @@ func (s *Service) persistBatch(ctx context.Context, rs *roomState, pdus []*event
 	extremities := rs.extremities
 	var redactions []redaction
 	var replaced []id.EventID
+	pn := s.preparePushLocal(ctx, pdus)
 	err := s.db.WithTx(ctx, "persist_event", func(tx *store.Tx) error {
 		if before != nil {
 			if err := before(tx); err != nil {
@@ -421,6 +432,9 @@ func (s *Service) persistBatch(ctx context.Context, rs *roomState, pdus []*event
 			if err != nil {
 				return err
 			}
+			if err := pn.writeAt(ctx, tx, i, pos); err != nil {
+				return err
+			}
 			extremities = ne.Extremities
 			out[i] = &store.Event{PDU: pdu, StreamPos: pos, Added: ne.Added, Replaces: ne.Replaces}
 			if ne.Txn != nil {
@@ -438,6 +452,7 @@ func (s *Service) persistBatch(ctx context.Context, rs *roomState, pdus []*event
 		}
 		return nil
 	})
+	pn.finish(err, out...)
 	if err != nil {
 		return nil, err
 	}

@@ -235,7 +235,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	s.Rooms.OnEvent = func(*store.Event) { persisted.Inc() }
 	s.Push = push.New(push.Config{ServerName: cfg.ServerName}, db, s.Users, log.With("component", "push"))
 	s.reg.MustRegister(s.Push.Collectors()...)
-	s.Rooms.BeforeAnnounce = s.Push.OnEvent
+	s.Rooms.Push = s.Push.Prepare
 	svc := client.Services{Rooms: s.Rooms, Push: s.Push}
 	s.Typing = typing.New(typing.Config{}, db, s.Notify)
 	s.Receipts = receipt.New(db, s.Notify)
@@ -276,7 +276,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	s.Sync = sync.New(db, s.Rooms, s.Notify, sync.Sources{
 		Users: s.Users, Typing: s.Typing, Receipts: s.Receipts, Presence: s.Presence,
 		ToDevice: s.E2EE, DeviceLists: s.E2EE, OneTimeKeys: s.E2EE,
-		Notifications: s.Push,
 	}, log.With("component", "sync"))
 	svc.Sync = s.Sync
 	if s.Media, err = newMedia(ctx, cfg, db, s.Federation, func() string { return s.baseURL.Load().(string) },

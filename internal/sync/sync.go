@@ -105,8 +105,6 @@ type Sources struct {
 	ToDevice    ToDevice
 	DeviceLists DeviceLists
 	OneTimeKeys OneTimeKeys
-	// Notifications, if set, is waited for before unread counts (unread.go).
-	Notifications Notifications
 }
 
 // Service builds /sync responses.

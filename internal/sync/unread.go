@@ -10,19 +10,13 @@ import (
 	"polder.dev/polder/internal/store"
 )
 
-// Notifications writes the notification rows of new events in the
-// background (push.Service): Flush returns when those of every event
-// announced so far are written.
-type Notifications interface {
-	Flush(ctx context.Context) error
-}
-
 // unread sets the unread notification counts of the joined rooms
 // (client-server API, "Receiving notifications"): notification_count and
 // highlight_count are the user's notification rows (internal/push, which
-// evaluates the push rules on every new event before syncers see it) after
-// its read position. With unread_thread_notifications the counts are
-// split: unread_notifications for the main timeline and
+// evaluates the push rules on every new event; the room service writes the
+// rows in the event's own transaction, so a sync that sees an event sees
+// its counts) after its read position. With unread_thread_notifications
+// the counts are split: unread_notifications for the main timeline and
 // unread_thread_notifications per thread root (client-server API,
 // "Threading").
 //
@@ -38,11 +32,6 @@ type Notifications interface {
 func (b *builder) unread(ctx context.Context) error {
 	if len(b.joined) == 0 {
 		return nil
-	}
-	if n := b.s.src.Notifications; n != nil {
-		if err := n.Flush(ctx); err != nil {
-			return err
-		}
 	}
 	user := b.req.User
 	kept := make(map[id.RoomID]*unreadEntry, len(b.joined))
