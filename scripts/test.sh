@@ -3,7 +3,8 @@
 # SQLite and PostgreSQL (started here, installed if missing), short fuzz
 # runs, and the matrix-js-sdk end-to-end test against a real server.
 #   FUZZTIME (default 10s): how long each fuzz target runs.
-#   SKIP_JSSDK=1 skips the Node tests; SKIP_FUZZ=1 skips fuzzing.
+#   SKIP_JSSDK=1 skips the Node tests; SKIP_FUZZ=1 skips fuzzing;
+#   SKIP_BENCH=1 skips the polder-bench smoke run.
 #   POLDER_SYNAPSE_TEST=0 skips the Synapse interoperability test (on by default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,13 @@ go vet ./...
 
 step "go test (SQLite and PostgreSQL)"
 go test -count=1 -timeout 20m ./...
+
+if [ "${SKIP_BENCH:-}" != 1 ]; then
+  # polder-bench's smoke run against Polder processes started here
+  # (every scenario at its --quick size, federation-join, one SIGKILL).
+  step "polder-bench smoke run"
+  tests/bench/smoke.sh
+fi
 
 if [ "${SKIP_FUZZ:-}" != 1 ]; then
   step "fuzzing (${FUZZTIME:-10s} per target)"

@@ -15,6 +15,8 @@
 #                (a throwaway CA from tests/synapse/certgen); FED_FLAGS are
 #                extra polder-bench flags for that run
 #   POLDER_BIN, BENCH_BIN  prebuilt binaries (default: built here)
+#   STRICT=1     exit non-zero if a run failed or had errors (skips are
+#                fine): the CI smoke run, tests/bench/smoke.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 export GOTOOLCHAIN=auto
@@ -33,6 +35,7 @@ bench=${BENCH_BIN:-$out/polder-bench}
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 stop() { kill "$1" 2>/dev/null || true; while kill -0 "$1" 2>/dev/null; do sleep 0.2; done; }
 
+status=0
 names=()
 for s in ${SERVERS:-polder synapse}; do
   port=$(freeport)
@@ -41,7 +44,10 @@ for s in ${SERVERS:-polder synapse}; do
   pids+=("$pid")
   sleep 2 # settle before the idle memory figure
   echo "== $s (pid $pid, http://127.0.0.1:$port)" >&2
-  "$bench" --url "http://127.0.0.1:$port" --pid "$pid" --shared-secret bench-secret --json "$@" >"$out/$s.json" || true
+  if ! "$bench" --url "http://127.0.0.1:$port" --pid "$pid" --shared-secret bench-secret --json "$@" >"$out/$s.json"; then
+    echo "== $s: polder-bench failed or had errors (see $out/$s.json)" >&2
+    [ "${STRICT:-}" != 1 ] || status=1
+  fi
   stop "$pid"
   names+=("$s")
 done
@@ -69,3 +75,4 @@ if [ "${FEDERATION:-}" = 1 ]; then
     --pid "${fpids[0]}" --shared-secret bench-secret --scenario federation-join ${FED_FLAGS:-} | tee "$out/federation.txt"
   for p in "${fpids[@]}"; do stop "$p"; done
 fi
+exit "$status"
