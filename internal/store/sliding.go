@@ -45,21 +45,174 @@ type SlidingRoomEntry struct {
 	Membership string
 	Sender     id.UserID // of the member event
 	MemberPos  int64     // stream position of the member event
-	// Bump is the stream position of the room's newest event of a bump
-	// type when the user is joined, else MemberPos.
+	// Bump is the stream position of the room's newest accepted event of
+	// a bump type when the user is joined (rooms.bump_pos), else
+	// MemberPos (also when a joined room has no bump event in its
+	// timeline: one joined over federation whose create event is an
+	// outlier).
 	Bump int64
 }
 
-// SlidingRoomList returns every room user has a (not forgotten)
-// membership of, with its bump position, in one statement that reads one
-// row per room: rooms.bump_pos, which PersistEvent keeps (migration 0020).
-func (db *DB) SlidingRoomList(ctx context.Context, user id.UserID) ([]SlidingRoomEntry, error) {
-	args := []any{string(user)}
-	query := `SELECT r.room_id, m.membership, m.sender, m.stream_pos, CASE WHEN m.membership = 'join' THEN r.bump_pos ELSE 0 END
-		FROM memberships m JOIN rooms r ON r.room_nid = m.room_nid WHERE m.user_id = $1 AND NOT m.forgotten`
+// SlidingListQuery is one list of a sliding sync request: the user's
+// rooms of the server's list (MSC4186 "Lists") that pass the filters, most
+// recent first, and the part of them to return.
+type SlidingListQuery struct {
+	User id.UserID
+	// After is the pos token the request came with ("" for a new
+	// connection): rooms the user left itself (or invites it rejected) are
+	// listed only when the connection sent them up to that position.
+	After string
+	// Ignored are the users whose invites are not listed.
+	Ignored []id.UserID
+	// IsInvite, IsEncrypted: nil for either.
+	IsInvite, IsEncrypted *bool
+	// RoomTypes, when HasRoomTypes, keeps the rooms of these types; a nil
+	// element stands for rooms without a type. NotRoomTypes leaves out
+	// rooms of these types.
+	RoomTypes    []*string
+	HasRoomTypes bool
+	NotRoomTypes []*string
+	// In keeps the rooms that are in every set; NotIn leaves out the
+	// rooms in any of its sets (m.direct's rooms, a space's children, the
+	// rooms with a tag: sets the caller reads from account data or from
+	// a few rooms' state).
+	In, NotIn [][]id.RoomID
+	// Offset and Limit give the part of the list to return; Limit < 0
+	// returns all of it (and Offset is not read).
+	Offset, Limit int
+}
+
+const slidingEntryCols = `r.room_id, m.membership, m.sender, m.stream_pos,
+	CASE WHEN m.membership = 'join' AND r.bump_pos > 0 THEN r.bump_pos ELSE m.stream_pos END AS bump`
+
+// SlidingList returns the rooms of a list in the order of the list (bump
+// position descending, then room ID) from q.Offset, at most q.Limit of
+// them, and the number of rooms in the whole list. It takes one statement
+// whatever the number of the user's rooms (two when the range starts past
+// the end of the list): the filters are conditions on the user's
+// membership rows, rooms.bump_pos (migration 0020) and room_stats (room
+// type and encryption, kept by triggers: migration 0004), and the count is
+// a window over the same rows, so that no room outside the range leaves
+// the database.
+func (db *DB) SlidingList(ctx context.Context, q SlidingListQuery) ([]SlidingRoomEntry, int, error) {
+	args := []any{string(q.User)}
+	var where []string
+	stats := false
+	if len(q.Ignored) > 0 {
+		where = append(where, `NOT (m.membership = 'invite' AND m.sender IN (`+db.dialect.jsonValues(len(args)+1)+`))`)
+		args = append(args, jsonStrings(q.Ignored))
+	}
+	selfLeft := `(m.membership <> 'leave' OR m.sender <> $1`
+	if conn, pos, ok := parseSlidingToken(q.After); ok {
+		selfLeft += ` OR EXISTS (SELECT 1 FROM sliding_rooms sr WHERE sr.conn_nid = ` + param(&args, conn) +
+			` AND sr.room_id = r.room_id AND sr.pos <= ` + param(&args, pos) + `)`
+	}
+	where = append(where, selfLeft+`)`)
+	if q.IsInvite != nil {
+		where = append(where, map[bool]string{true: `m.membership = 'invite'`, false: `m.membership <> 'invite'`}[*q.IsInvite])
+	}
+	if q.IsEncrypted != nil {
+		stats = true
+		where = append(where, map[bool]string{true: `COALESCE(s.encrypted, FALSE)`, false: `NOT COALESCE(s.encrypted, FALSE)`}[*q.IsEncrypted])
+	}
+	if q.HasRoomTypes {
+		stats = true
+		where = append(where, db.roomTypeCond(&args, q.RoomTypes))
+	}
+	if len(q.NotRoomTypes) > 0 {
+		stats = true
+		where = append(where, `NOT `+db.roomTypeCond(&args, q.NotRoomTypes))
+	}
+	for _, set := range q.In {
+		where = append(where, `r.room_id IN (`+db.dialect.jsonValues(len(args)+1)+`)`)
+		args = append(args, jsonStrings(set))
+	}
+	for _, set := range q.NotIn {
+		where = append(where, `r.room_id NOT IN (`+db.dialect.jsonValues(len(args)+1)+`)`)
+		args = append(args, jsonStrings(set))
+	}
+	from := ` FROM memberships m JOIN rooms r ON r.room_nid = m.room_nid`
+	if stats {
+		from += ` LEFT JOIN room_stats s ON s.room_nid = m.room_nid`
+	}
+	from += ` WHERE m.user_id = $1 AND NOT m.forgotten AND ` + strings.Join(where, ` AND `)
+	countArgs := len(args)
+	query := `SELECT ` + slidingEntryCols + `, COUNT(*) OVER ()` + from + ` ORDER BY bump DESC, r.room_id`
+	if q.Limit >= 0 {
+		query += ` LIMIT ` + param(&args, q.Limit) + ` OFFSET ` + param(&args, q.Offset)
+	}
 	var out []SlidingRoomEntry
-	err := db.read(ctx, "sliding_room_list", func(q querier) error {
-		rows, err := q.QueryContext(ctx, query, args...)
+	count := 0
+	err := db.read(ctx, "sliding_list", func(qr querier) error {
+		rows, err := qr.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var e SlidingRoomEntry
+			if err := rows.Scan(&e.RoomID, &e.Membership, &e.Sender, &e.MemberPos, &e.Bump, &count); err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(out) == 0 && q.Offset > 0 && q.Limit >= 0 {
+			// The range starts past the end: the count alone.
+			return qr.QueryRowContext(ctx, `SELECT COUNT(*)`+from, args[:countArgs]...).Scan(&count)
+		}
+		return nil
+	})
+	return out, count, err
+}
+
+// roomTypeCond is a condition (never NULL) that a room's type (room_stats
+// s, joined) is one of types, a nil element standing for no type.
+func (db *DB) roomTypeCond(args *[]any, types []*string) string {
+	var named []string
+	null := false
+	for _, t := range types {
+		if t == nil {
+			null = true
+		} else {
+			named = append(named, *t)
+		}
+	}
+	conds := []string{`FALSE`}
+	if len(named) > 0 {
+		*args = append(*args, jsonStrings(named))
+		conds = append(conds, `(s.room_type IS NOT NULL AND s.room_type IN (`+db.dialect.jsonValues(len(*args))+`))`)
+	}
+	if null {
+		conds = append(conds, `s.room_type IS NULL`)
+	}
+	return `(` + strings.Join(conds, ` OR `) + `)`
+}
+
+// jsonStrings is a JSON array of the strings of ss (for jsonValues).
+func jsonStrings[S ~string](ss []S) string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = string(s)
+	}
+	b, _ := json.Marshal(out)
+	return string(b)
+}
+
+// SlidingRoomEntries returns the user's (not forgotten) memberships of
+// the given rooms, as list entries, in one statement: the rooms of room
+// subscriptions and the spaces of a spaces filter. Rooms the user has no
+// membership of are left out.
+func (db *DB) SlidingRoomEntries(ctx context.Context, user id.UserID, rooms []id.RoomID) ([]SlidingRoomEntry, error) {
+	var out []SlidingRoomEntry
+	if len(rooms) == 0 {
+		return out, nil
+	}
+	err := db.read(ctx, "sliding_room_entries", func(q querier) error {
+		rows, err := q.QueryContext(ctx, `SELECT `+slidingEntryCols+` FROM memberships m JOIN rooms r ON r.room_nid = m.room_nid
+			WHERE m.user_id = $1 AND NOT m.forgotten AND r.room_id IN (`+db.dialect.jsonValues(2)+`)`, string(user), jsonStrings(rooms))
 		if err != nil {
 			return err
 		}
@@ -69,11 +222,6 @@ func (db *DB) SlidingRoomList(ctx context.Context, user id.UserID) ([]SlidingRoo
 			if err := rows.Scan(&e.RoomID, &e.Membership, &e.Sender, &e.MemberPos, &e.Bump); err != nil {
 				return err
 			}
-			if e.Bump <= 0 {
-				// Not joined, or no bump event in the timeline (a room
-				// joined over federation whose create event is an outlier).
-				e.Bump = e.MemberPos
-			}
 			out = append(out, e)
 		}
 		return rows.Err()
@@ -81,36 +229,74 @@ func (db *DB) SlidingRoomList(ctx context.Context, user id.UserID) ([]SlidingRoo
 	return out, err
 }
 
+// SlidingAccountData returns the user's account data up to stream
+// position to: the global entries when global is set, and the entries of
+// the given rooms; typ, when not empty, keeps that type only (of rooms
+// too, then all of the user's rooms when rooms is nil: the m.tag entries
+// for a tags filter). In stream order, in one statement.
+func (db *DB) SlidingAccountData(ctx context.Context, user id.UserID, global bool, rooms []id.RoomID, typ string, to int64) ([]AccountData, error) {
+	args := []any{string(user), to}
+	var which []string
+	if global {
+		which = append(which, `room_id = ''`)
+	}
+	switch {
+	case rooms != nil:
+		if len(rooms) > 0 {
+			which = append(which, `room_id IN (`+db.dialect.jsonValues(3)+`)`)
+			args = append(args, jsonStrings(rooms))
+		}
+	case typ != "":
+		which = append(which, `room_id <> ''`)
+	}
+	var out []AccountData
+	if len(which) == 0 {
+		return out, nil
+	}
+	query := `SELECT room_id, type, content, stream_pos FROM account_data WHERE user_id = $1 AND stream_pos <= $2 AND (` +
+		strings.Join(which, ` OR `) + `)`
+	if typ != "" {
+		query += ` AND type = ` + param(&args, typ)
+	}
+	err := db.read(ctx, "sliding_account_data", func(q querier) error {
+		rows, err := q.QueryContext(ctx, query+` ORDER BY stream_pos`, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var a AccountData
+			if err := rows.Scan(&a.RoomID, &a.Type, &a.Content, &a.StreamPos); err != nil {
+				return err
+			}
+			out = append(out, a)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
 // CurrentStateOfTypes returns, for each room, the events of its current
-// state of the given types (all of them for the rooms given), in a few
-// statements.
+// state of the given types (all of them for the rooms given), in one
+// statement: the m.space.child events of a spaces filter's spaces.
 func (db *DB) CurrentStateOfTypes(ctx context.Context, rooms []id.RoomID, types []string) (map[id.RoomID][]*Event, error) {
 	out := make(map[id.RoomID][]*Event, len(rooms))
 	if len(rooms) == 0 || len(types) == 0 {
 		return out, nil
 	}
 	err := db.read(ctx, "current_state_of_types", func(q querier) error {
-		for chunk := range chunks(rooms, 300) {
-			var args []any
-			for _, t := range types {
-				args = append(args, t)
-			}
-			for _, r := range chunk {
-				args = append(args, string(r))
-			}
-			rows, err := q.QueryContext(ctx, `SELECT `+eventCols+eventFrom+`JOIN current_state c ON c.event_nid = e.event_nid
-				WHERE c.type IN (`+placeholders(1, len(types))+`) AND c.room_nid IN (SELECT room_nid FROM rooms WHERE room_id IN (`+
-				placeholders(len(types)+1, len(chunk))+`))`, args...)
-			if err != nil {
-				return err
-			}
-			evs, err := scanEvents(rows)
-			if err != nil {
-				return err
-			}
-			for _, ev := range evs {
-				out[ev.RoomID()] = append(out[ev.RoomID()], ev)
-			}
+		rows, err := q.QueryContext(ctx, `SELECT `+eventCols+eventFrom+`JOIN current_state c ON c.event_nid = e.event_nid
+			WHERE c.type IN (`+db.dialect.jsonValues(1)+`) AND c.room_nid IN (SELECT room_nid FROM rooms WHERE room_id IN (`+
+			db.dialect.jsonValues(2)+`))`, jsonStrings(types), jsonStrings(rooms))
+		if err != nil {
+			return err
+		}
+		evs, err := scanEvents(rows)
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			out[ev.RoomID()] = append(out[ev.RoomID()], ev)
 		}
 		return nil
 	})

@@ -101,18 +101,21 @@ func (sb *slidingBuilder) extensions(ctx context.Context) error {
 	if ext.AccountData.Enabled {
 		global := []json.RawMessage{}
 		rooms := map[id.RoomID][]json.RawMessage{}
-		scope := map[id.RoomID]bool{}
-		for _, r := range sb.scopeRooms(ext.AccountData) {
-			scope[r] = true
+		scope := sb.scopeRooms(ext.AccountData)
+		// The global account data and that of the rooms in scope, read
+		// again up to the response's final position.
+		ads, err := sb.s.db.SlidingAccountData(ctx, user, true, scope, "", sb.to.Stream)
+		if err != nil {
+			return err
 		}
-		for _, a := range sb.accountData {
+		for _, a := range ads {
 			ev, _ := json.Marshal(map[string]any{"type": a.Type, "content": json.RawMessage(a.Content)})
 			switch {
 			case a.RoomID == "":
 				if a.StreamPos > from || sb.since == nil {
 					global = append(global, ev)
 				}
-			case scope[a.RoomID] && (a.StreamPos > from || sb.since == nil || sb.initial[a.RoomID]):
+			case a.StreamPos > from || sb.since == nil || sb.initial[a.RoomID]:
 				rooms[a.RoomID] = append(rooms[a.RoomID], ev)
 			}
 		}

@@ -1,11 +1,12 @@
 package sync
 
-// The sliding sync room list (MSC4186 "Lists"): every room the user has a
-// membership of, sorted by bump stamp (store.SlidingRoomList: one
-// statement, no timeline read), filtered per list and cut to its range.
+// The sliding sync room lists (MSC4186 "Lists"): the rooms the user has a
+// membership of, sorted by bump stamp, filtered per list, cut to the
+// list's range and counted, in one statement per list
+// (store.SlidingList); the response reads nothing of the rooms outside
+// the ranges and the subscriptions.
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"slices"
@@ -28,16 +29,14 @@ type slidingBuilder struct {
 	subs  map[id.RoomID]*RoomConfig
 
 	ignored map[id.UserID]bool
-	// entries are the server's room list, most recent first.
-	entries []store.SlidingRoomEntry
-	byRoom  map[id.RoomID]*store.SlidingRoomEntry
-	// accountData is all of the user's account data up to to.
+	// byRoom are the rooms of the server's list that the response may
+	// send: those of the lists' ranges and the subscribed ones.
+	byRoom map[id.RoomID]*store.SlidingRoomEntry
+	// accountData is the user's global account data up to to.
 	accountData []store.AccountData
 	direct      map[id.RoomID]bool
-	tags        map[id.RoomID]map[string]bool
-	meta        map[id.RoomID]*roomMeta
 
-	// want are the rooms matched by a list or a subscription, inScope the
+	// want are the rooms matched by a list or a subscription, inList the
 	// rooms of each list's range.
 	want    map[id.RoomID]*roomWant
 	inList  map[string][]id.RoomID
@@ -56,40 +55,32 @@ type roomWant struct {
 	lists []string
 }
 
-// roomMeta is what the filters read of a room's state.
-type roomMeta struct {
-	typ       *string
-	encrypted bool
-	children  []id.RoomID // m.space.child state keys with a via
-}
-
+// slidingBuild builds a response. Its cost does not grow with the number
+// of the user's rooms: each list is one statement (store.SlidingList:
+// the filters, the order, the range and the count in SQL), and only the
+// rooms of the ranges and the subscriptions are read further.
 func (s *Service) slidingBuild(ctx context.Context, req *SlidingRequest, prev *store.SlidingPosition, since *notify.Position, subs map[id.RoomID]*RoomConfig, to notify.Position) (*slidingBuilder, error) {
 	sb := &slidingBuilder{s: s, req: req, prev: prev, since: since, to: to, subs: subs,
-		byRoom: map[id.RoomID]*store.SlidingRoomEntry{}, meta: map[id.RoomID]*roomMeta{},
-		want: map[id.RoomID]*roomWant{}, inList: map[string][]id.RoomID{}, initial: map[id.RoomID]bool{},
+		byRoom: map[id.RoomID]*store.SlidingRoomEntry{},
+		want:   map[id.RoomID]*roomWant{}, inList: map[string][]id.RoomID{}, initial: map[id.RoomID]bool{},
 		lazySent: map[roomUser]id.EventID{},
 		resp:     &SlidingResponse{Lists: map[string]SlidingListResult{}, Rooms: map[id.RoomID]*SlidingRoom{}, Extensions: map[string]any{}}}
 	var err error
 	if sb.ignored, err = s.src.Users.IgnoredUsers(ctx, req.User); err != nil {
 		return nil, err
 	}
-	if sb.entries, err = s.db.SlidingRoomList(ctx, req.User); err != nil {
+	if sb.accountData, err = s.db.SlidingAccountData(ctx, req.User, true, nil, "", sb.to.Stream); err != nil {
+		return nil, err
+	}
+	sb.readDirect()
+	if err := sb.lists(ctx); err != nil {
 		return nil, err
 	}
 	// As in /sync v2: a membership row read is committed with every
 	// position below it, so the response moves past it.
-	for _, e := range sb.entries {
+	for _, e := range sb.byRoom {
 		sb.to.Stream = max(sb.to.Stream, e.MemberPos)
 	}
-	if sb.accountData, err = s.src.Users.AccountDataSince(ctx, req.User, 0, sb.to.Stream); err != nil {
-		return nil, err
-	}
-	sb.readAccountData()
-	sb.serverList()
-	if err := sb.lists(ctx); err != nil {
-		return nil, err
-	}
-	sb.subscriptions()
 	if err := sb.rooms(ctx); err != nil {
 		return nil, err
 	}
@@ -122,13 +113,11 @@ func (sb *slidingBuilder) lazyKey() deviceKey {
 	return deviceKey{sb.req.User, id.DeviceID(string(sb.req.Device) + "\x00sliding\x00" + sb.req.ConnID)}
 }
 
-// readAccountData reads m.direct (is_dm) and the rooms' m.tag.
-func (sb *slidingBuilder) readAccountData() {
+// readDirect reads m.direct (is_dm) from the global account data.
+func (sb *slidingBuilder) readDirect() {
 	sb.direct = map[id.RoomID]bool{}
-	sb.tags = map[id.RoomID]map[string]bool{}
 	for _, a := range sb.accountData {
-		switch {
-		case a.RoomID == "" && a.Type == "m.direct":
+		if a.RoomID == "" && a.Type == "m.direct" {
 			var m map[string][]id.RoomID
 			if json.Unmarshal(a.Content, &m) == nil {
 				for _, rooms := range m {
@@ -137,49 +126,23 @@ func (sb *slidingBuilder) readAccountData() {
 					}
 				}
 			}
-		case a.RoomID != "" && a.Type == "m.tag":
-			var t struct {
-				Tags map[string]json.RawMessage `json:"tags"`
-			}
-			if json.Unmarshal(a.Content, &t) == nil {
-				sb.tags[a.RoomID] = map[string]bool{}
-				for k := range t.Tags {
-					sb.tags[a.RoomID][k] = true
-				}
-			}
 		}
 	}
 }
 
-// serverList keeps the rooms of the server's list (MSC4186 "Lists"):
-// joined, invited (not by an ignored user), knocked, kicked and banned
-// rooms; rooms the user left itself (or invites it rejected) only when the
-// connection sent them before. Most recent first.
-func (sb *slidingBuilder) serverList() {
-	kept := sb.entries[:0]
-	for _, e := range sb.entries {
-		switch e.Membership {
-		case room.Invite:
-			if sb.ignored[e.Sender] {
-				continue
-			}
-		case room.Leave:
-			if e.Sender == sb.req.User && !sb.sentBefore(e.RoomID) {
-				continue
-			}
-		}
-		kept = append(kept, e)
+// inServerList reports whether a room the user has a membership of is in
+// the server's list (MSC4186 "Lists"): joined, invited (not by an ignored
+// user), knocked, kicked and banned rooms; rooms the user left itself (or
+// invites it rejected) only when the connection sent them before. The
+// same rules as store.SlidingList's, for rooms read one by one.
+func (sb *slidingBuilder) inServerList(e *store.SlidingRoomEntry) bool {
+	switch e.Membership {
+	case room.Invite:
+		return !sb.ignored[e.Sender]
+	case room.Leave:
+		return e.Sender != sb.req.User || sb.sentBefore(e.RoomID)
 	}
-	sb.entries = kept
-	slices.SortFunc(sb.entries, func(a, b store.SlidingRoomEntry) int {
-		if c := cmp.Compare(b.Bump, a.Bump); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.RoomID, b.RoomID)
-	})
-	for i := range sb.entries {
-		sb.byRoom[sb.entries[i].RoomID] = &sb.entries[i]
-	}
+	return true
 }
 
 func (sb *slidingBuilder) sentBefore(r id.RoomID) bool {
@@ -190,30 +153,72 @@ func (sb *slidingBuilder) sentBefore(r id.RoomID) bool {
 	return ok
 }
 
-// lists filters the server list for each list, counts it and takes the
-// rooms of its range.
+// lists reads each list's range and count (one statement per list), and
+// adds the subscribed rooms the user may see: those of the server's list
+// (MSC4186 "Subscriptions"); others are ignored.
 func (sb *slidingBuilder) lists(ctx context.Context) error {
 	names := make([]string, 0, len(sb.req.Lists))
 	for n := range sb.req.Lists {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	if err := sb.loadMeta(ctx); err != nil {
+	sets, err := sb.filterSets(ctx)
+	if err != nil {
 		return err
+	}
+	ignored := make([]id.UserID, 0, len(sb.ignored))
+	for u := range sb.ignored {
+		ignored = append(ignored, u)
+	}
+	slices.Sort(ignored)
+	var after string
+	if sb.prev != nil {
+		after = sb.prev.Token
 	}
 	for _, name := range names {
 		l := sb.req.Lists[name]
-		var rooms []id.RoomID
-		count := 0
-		for i := range sb.entries {
-			e := &sb.entries[i]
-			if !sb.matchFilters(l.Filters, e) {
-				continue
+		q := store.SlidingListQuery{User: sb.req.User, After: after, Ignored: ignored, Limit: -1}
+		if l.HasRange {
+			q.Offset, q.Limit = l.Start, l.End-l.Start+1
+		}
+		if f := l.Filters; f != nil {
+			q.IsInvite, q.IsEncrypted = f.IsInvite, f.IsEncrypted
+			q.RoomTypes, q.HasRoomTypes, q.NotRoomTypes = f.RoomTypes, f.HasRoomTypes, f.NotRoomTypes
+			if f.IsDM != nil {
+				if *f.IsDM {
+					q.In = append(q.In, sets.direct)
+				} else {
+					q.NotIn = append(q.NotIn, sets.direct)
+				}
 			}
-			if !l.HasRange || count >= l.Start && count <= l.End {
-				rooms = append(rooms, e.RoomID)
+			if len(f.Spaces) > 0 {
+				var children []id.RoomID
+				for _, sp := range f.Spaces {
+					children = append(children, sets.children[sp]...)
+				}
+				q.In = append(q.In, children)
 			}
-			count++
+			if len(f.Tags) > 0 {
+				var tagged []id.RoomID
+				for _, t := range f.Tags {
+					tagged = append(tagged, sets.tagged[t]...)
+				}
+				q.In = append(q.In, tagged)
+			}
+			for _, t := range f.NotTags {
+				q.NotIn = append(q.NotIn, sets.tagged[t])
+			}
+		}
+		entries, count, err := sb.s.db.SlidingList(ctx, q)
+		if err != nil {
+			return err
+		}
+		rooms := make([]id.RoomID, len(entries))
+		for i := range entries {
+			rooms[i] = entries[i].RoomID
+			if sb.byRoom[rooms[i]] == nil {
+				sb.byRoom[rooms[i]] = &entries[i]
+			}
 		}
 		res := SlidingListResult{Count: count}
 		if l.HasRange {
@@ -233,141 +238,104 @@ func (sb *slidingBuilder) lists(ctx context.Context) error {
 			w.lists = append(w.lists, name)
 		}
 	}
+	for _, e := range sets.subscribed {
+		if !sb.inServerList(&e) {
+			continue
+		}
+		r := e.RoomID
+		if sb.byRoom[r] == nil {
+			sb.byRoom[r] = &e
+		}
+		if w := sb.want[r]; w != nil {
+			w.cfg.combine(sb.subs[r])
+		} else {
+			sb.want[r] = &roomWant{cfg: *sb.subs[r]}
+		}
+	}
 	return nil
 }
 
-// subscriptions adds the subscribed rooms the user may see: those it has
-// a membership of (MSC4186 "Subscriptions"); others are ignored.
-func (sb *slidingBuilder) subscriptions() {
-	for r, c := range sb.subs {
-		if sb.byRoom[r] == nil {
-			continue
-		}
-		if w := sb.want[r]; w != nil {
-			w.cfg.combine(c)
-		} else {
-			sb.want[r] = &roomWant{cfg: *c}
-		}
-	}
+// filterSets are the sets of rooms that the filters read from account
+// data and from the state of a few rooms.
+type filterSets struct {
+	direct []id.RoomID // m.direct's rooms
+	// children are the rooms of each joined space of a spaces filter.
+	children map[id.RoomID][]id.RoomID
+	// tagged are the rooms with each tag of a tags or not_tags filter.
+	tagged map[string][]id.RoomID
+	// subscribed are the user's memberships of the subscribed rooms.
+	subscribed []store.SlidingRoomEntry
 }
 
-// loadMeta reads room types, encryption and space children when a
-// filter needs them: two statements over the current state, whatever the
-// number of rooms.
-func (sb *slidingBuilder) loadMeta(ctx context.Context) error {
-	needState := false
-	var spaces []id.RoomID
+// filterSets reads what the lists' filters need besides the membership
+// rows: the m.tag account data when a filter reads tags, the m.space.child
+// state of the spaces a filter names (MSC4186 "spaces": the user must be
+// joined to the space), and the user's membership of the spaces and the
+// subscribed rooms. At most four statements, none when no filter needs
+// them.
+func (sb *slidingBuilder) filterSets(ctx context.Context) (*filterSets, error) {
+	fs := &filterSets{children: map[id.RoomID][]id.RoomID{}, tagged: map[string][]id.RoomID{}}
+	for r := range sb.direct {
+		fs.direct = append(fs.direct, r)
+	}
+	slices.Sort(fs.direct)
+	needTags := false
+	var spaces, lookup []id.RoomID
 	for _, l := range sb.req.Lists {
 		if f := l.Filters; f != nil {
-			if f.IsEncrypted != nil || f.HasRoomTypes || f.NotRoomTypes != nil {
-				needState = true
-			}
-			for _, sp := range f.Spaces {
-				if e := sb.byRoom[sp]; e != nil && e.Membership == room.Join {
-					spaces = append(spaces, sp)
-				}
-			}
+			needTags = needTags || len(f.Tags)+len(f.NotTags) > 0
+			spaces = append(spaces, f.Spaces...)
 		}
 	}
-	if needState {
-		rooms := make([]id.RoomID, len(sb.entries))
-		for i, e := range sb.entries {
-			rooms[i] = e.RoomID
+	lookup = append(lookup, spaces...)
+	for r := range sb.subs {
+		lookup = append(lookup, r)
+	}
+	slices.Sort(lookup)
+	lookup = slices.Compact(lookup)
+	entries, err := sb.s.db.SlidingRoomEntries(ctx, sb.req.User, lookup)
+	if err != nil {
+		return nil, err
+	}
+	var joinedSpaces []id.RoomID
+	for _, e := range entries {
+		if sb.subs[e.RoomID] != nil {
+			fs.subscribed = append(fs.subscribed, e)
 		}
-		st, err := sb.s.db.CurrentStateOfTypes(ctx, rooms, []string{"m.room.create", "m.room.encryption"})
-		if err != nil {
-			return err
-		}
-		for r, evs := range st {
-			m := sb.metaOf(r)
-			for _, ev := range evs {
-				switch ev.Type() {
-				case "m.room.encryption":
-					m.encrypted = true
-				case "m.room.create":
-					if t, ok := getString(ev.Content(), "type"); ok {
-						m.typ = &t
-					}
-				}
-			}
+		if e.Membership == room.Join && slices.Contains(spaces, e.RoomID) {
+			joinedSpaces = append(joinedSpaces, e.RoomID)
 		}
 	}
-	if len(spaces) > 0 {
-		st, err := sb.s.db.CurrentStateOfTypes(ctx, spaces, []string{"m.space.child"})
+	if len(joinedSpaces) > 0 {
+		st, err := sb.s.db.CurrentStateOfTypes(ctx, joinedSpaces, []string{"m.space.child"})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for r, evs := range st {
-			m := sb.metaOf(r)
 			for _, ev := range evs {
 				// A child whose content has no via was removed (spec
 				// "m.space.child").
 				if via, ok := cjson.Get(ev.Content(), "via"); ok && string(via) != "[]" && ev.StateKey() != nil {
-					m.children = append(m.children, id.RoomID(*ev.StateKey()))
+					fs.children[r] = append(fs.children[r], id.RoomID(*ev.StateKey()))
 				}
 			}
 		}
 	}
-	return nil
-}
-
-func (sb *slidingBuilder) metaOf(r id.RoomID) *roomMeta {
-	m := sb.meta[r]
-	if m == nil {
-		m = &roomMeta{}
-		sb.meta[r] = m
-	}
-	return m
-}
-
-// matchFilters applies a list's filters to a room (MSC4186
-// "SlidingRoomFilter").
-func (sb *slidingBuilder) matchFilters(f *SlidingFilters, e *store.SlidingRoomEntry) bool {
-	if f == nil {
-		return true
-	}
-	r := e.RoomID
-	if f.IsInvite != nil && *f.IsInvite != (e.Membership == room.Invite) {
-		return false
-	}
-	if f.IsDM != nil && *f.IsDM != sb.direct[r] {
-		return false
-	}
-	m := sb.meta[r]
-	if m == nil {
-		m = &roomMeta{}
-	}
-	if f.IsEncrypted != nil && *f.IsEncrypted != m.encrypted {
-		return false
-	}
-	sameType := func(t *string) bool {
-		return t == nil && m.typ == nil || t != nil && m.typ != nil && *t == *m.typ
-	}
-	if f.HasRoomTypes && !slices.ContainsFunc(f.RoomTypes, sameType) {
-		return false
-	}
-	if slices.ContainsFunc(f.NotRoomTypes, sameType) {
-		return false
-	}
-	if len(f.Spaces) > 0 {
-		in := false
-		for _, sp := range f.Spaces {
-			if sm := sb.meta[sp]; sm != nil && slices.Contains(sm.children, r) {
-				in = true
-				break
+	if needTags {
+		ads, err := sb.s.db.SlidingAccountData(ctx, sb.req.User, false, nil, "m.tag", sb.to.Stream)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range ads {
+			var t struct {
+				Tags map[string]json.RawMessage `json:"tags"`
+			}
+			if json.Unmarshal(a.Content, &t) == nil {
+				for k := range t.Tags {
+					fs.tagged[k] = append(fs.tagged[k], a.RoomID)
+				}
 			}
 		}
-		if !in {
-			return false
-		}
 	}
-	for _, t := range f.NotTags {
-		if sb.tags[r][t] {
-			return false
-		}
-	}
-	if len(f.Tags) > 0 && !slices.ContainsFunc(f.Tags, func(t string) bool { return sb.tags[r][t] }) {
-		return false
-	}
-	return true
+	return fs, nil
 }

@@ -44,9 +44,12 @@ func (sb *slidingBuilder) rooms(ctx context.Context) error {
 			recheck = append(recheck, r)
 		}
 	}
-	latest, err := sb.s.db.LatestStreamPositions(ctx, recheck, sb.to.Stream)
-	if err != nil {
-		return err
+	latest := map[id.RoomID]int64{}
+	if len(recheck) > 0 {
+		var err error
+		if latest, err = sb.s.db.LatestStreamPositions(ctx, recheck, sb.to.Stream); err != nil {
+			return err
+		}
 	}
 	var specs []*slidingSpec
 	var invites, knocks []store.Membership
@@ -105,7 +108,7 @@ func (sb *slidingBuilder) rooms(ctx context.Context) error {
 		left: map[id.RoomID]*LeftRoom{}, quiet: map[id.RoomID]bool{}, invited: map[id.RoomID]*InvitedRoom{},
 		knocked: map[id.RoomID]*KnockedRoom{}, lazySent: sb.lazySent, ignored: sb.ignored,
 	}
-	for _, e := range sb.entries {
+	for _, e := range sb.byRoom {
 		b.memberships[e.RoomID] = store.Membership{RoomID: e.RoomID, UserID: user, Membership: e.Membership, Sender: e.Sender, StreamPos: e.MemberPos}
 	}
 	// Invites and knocks: stripped state, as rooms.invite and rooms.knock.

@@ -3,6 +3,8 @@ package client_test
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,7 +50,7 @@ func BenchmarkSlidingSyncFirst(b *testing.B) {
 				if len(first.Rooms) != 20 || first.Lists["all"].Count != n {
 					b.Fatalf("first response: %d rooms, count %d; want 20, %d", len(first.Rooms), first.Lists["all"].Count, n)
 				}
-				ops0 := dbOps(b, hs)
+				ops0, byOp0 := dbOps(b, hs), dbOpsByName(b, hs)
 				b.ResetTimer()
 				for i := range b.N {
 					body["conn_id"] = fmt.Sprintf("c%d", i%10) // a new connection each time
@@ -59,9 +61,37 @@ func BenchmarkSlidingSyncFirst(b *testing.B) {
 				}
 				b.StopTimer()
 				b.ReportMetric(float64(dbOps(b, hs)-ops0)/float64(b.N), "db_ops/op")
+				for op, c := range dbOpsByName(b, hs) {
+					if d := c - byOp0[op]; d > 0 {
+						b.Logf("%s: %.1f per response", op, float64(d)/float64(b.N))
+					}
+				}
 			})
 		}
 	}
+}
+
+// dbOpsByName returns the server's store operations so far by name (the
+// op label of polder_db_operation_duration_seconds), to tell with -v
+// which of them a response does.
+func dbOpsByName(tb testing.TB, hs *hstest.Server) map[string]int64 {
+	tb.Helper()
+	r := hs.Anon().Do(tb, "GET", "/metrics", nil)
+	if r.Status != 200 {
+		tb.Fatalf("metrics: %d", r.Status)
+	}
+	out := map[string]int64{}
+	for _, line := range strings.Split(string(r.Body), "\n") {
+		rest, ok := strings.CutPrefix(line, `polder_db_operation_duration_seconds_count{op="`)
+		if !ok {
+			continue
+		}
+		op, val, _ := strings.Cut(rest, `"} `)
+		if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+			out[op] = int64(v)
+		}
+	}
+	return out
 }
 
 // BenchmarkSlidingSyncWakeup measures how long after a send a

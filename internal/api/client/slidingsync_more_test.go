@@ -10,7 +10,7 @@ import (
 )
 
 // Filters (MSC4186 "SlidingRoomFilter"): is_dm from m.direct, is_encrypted,
-// is_invite(d), room_types, not_room_types and spaces.
+// is_invite(d), room_types, not_room_types, spaces, tags and not_tags.
 func TestSlidingSyncFilters(t *testing.T) {
 	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
 		alice := hs.Register(t, "alice", "pw")
@@ -23,6 +23,9 @@ func TestSlidingSyncFilters(t *testing.T) {
 		hstest.MustOK(t, alice.Do(t, "PUT", c3+"/user/"+alice.UserID+"/account_data/m.direct", map[string]any{bob.UserID: []string{dm}}))
 		invited := createRoom(t, bob, map[string]any{"name": "from bob"})
 		hstest.MustOK(t, bob.Do(t, "POST", roomPath(invited, "/invite"), map[string]any{"user_id": alice.UserID}))
+		hstest.MustOK(t, alice.Do(t, "PUT", c3+"/user/"+alice.UserID+"/rooms/"+plain+"/tags/m.favourite", map[string]any{"order": 0.5}))
+		hstest.MustOK(t, alice.Do(t, "PUT", c3+"/user/"+alice.UserID+"/rooms/"+enc+"/tags/u.work", map[string]any{}))
+		hstest.MustOK(t, alice.Do(t, "PUT", c3+"/user/"+alice.UserID+"/rooms/"+dm+"/tags/m.lowpriority", map[string]any{}))
 
 		list := func(filters map[string]any) map[string]any {
 			return map[string]any{"range": []int{0, 20}, "timeline_limit": 0, "required_state": [][]string{}, "filters": filters}
@@ -36,6 +39,9 @@ func TestSlidingSyncFilters(t *testing.T) {
 			"nospaces":   list(map[string]any{"not_room_types": []any{"m.space"}, "is_invite": false}),
 			"untyped":    list(map[string]any{"room_types": []any{nil}, "is_invite": false}),
 			"inspace":    list(map[string]any{"spaces": []string{space}}),
+			"tagged":     list(map[string]any{"tags": []string{"m.favourite", "u.work"}}),
+			"notlow":     list(map[string]any{"not_tags": []string{"m.lowpriority"}, "is_invite": false}),
+			"favnotwork": list(map[string]any{"tags": []string{"m.favourite", "u.work"}, "not_tags": []string{"u.work"}}),
 			"everything": list(nil),
 		}})
 		want := map[string][]string{
@@ -47,6 +53,9 @@ func TestSlidingSyncFilters(t *testing.T) {
 			"nospaces":   {plain, enc, dm},
 			"untyped":    {plain, enc, dm},
 			"inspace":    {plain},
+			"tagged":     {plain, enc},
+			"notlow":     {plain, enc, space},
+			"favnotwork": {plain},
 			"everything": {plain, enc, space, dm, invited},
 		}
 		for name, rooms := range want {
