@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode"
 
@@ -58,6 +59,12 @@ type Config struct {
 	// MaxResponseBytes bounds an answer's body; 0 means 100 MiB
 	// (send_join answers of large rooms get 500 MiB).
 	MaxResponseBytes int64
+	// LocationControl checks each connection made to fetch media from the
+	// URL a remote's media answer redirects to (its Location part, and
+	// further HTTP redirects), after DNS resolution: the server refuses
+	// inner addresses there, as for URL previews, since any remote can
+	// name any URL. nil checks nothing (tests).
+	LocationControl func(network, address string, c syscall.RawConn) error
 }
 
 // Target is where to reach a server: the host:port to dial, and the
@@ -175,6 +182,7 @@ type Client struct {
 
 	mu         sync.Mutex
 	transports map[Target]*http.Client
+	location   *http.Client // followLocation's, made on first use
 }
 
 const (
@@ -227,6 +235,9 @@ func (c *Client) CloseIdleConnections() {
 	c.mu.Lock()
 	for _, hc := range c.transports {
 		hc.CloseIdleConnections()
+	}
+	if c.location != nil {
+		c.location.CloseIdleConnections()
 	}
 	c.mu.Unlock()
 	if d, ok := c.resolver.(*Discovery); ok {

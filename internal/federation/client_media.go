@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -101,7 +102,7 @@ func (c *Client) mediaGet(ctx context.Context, destination, path string, multipa
 		return &MediaContent{Body: readCloser{resp.Body, closer}, ContentType: resp.Header.Get("Content-Type"),
 			ContentDisposition: resp.Header.Get("Content-Disposition"), Length: resp.ContentLength}, nil
 	}
-	mc, err := c.readMultipart(ctx, resp, closer)
+	mc, err := c.readMultipart(parent, resp, closer)
 	if err != nil {
 		resp.Body.Close()
 		return nil, fmt.Errorf("GET %s of %s: %w", pathOnly(path), destination, err)
@@ -112,6 +113,8 @@ func (c *Client) mediaGet(ctx context.Context, destination, path string, multipa
 
 // readMultipart reads the JSON part of a multipart/mixed media answer and
 // returns the second part: the content, or what its Location points at.
+// ctx is the caller's: closer ends the answer's own, and the Location is
+// fetched after that.
 func (c *Client) readMultipart(ctx context.Context, resp *http.Response, closer closeFunc) (*MediaContent, error) {
 	mt, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if err != nil || mt != "multipart/mixed" || params["boundary"] == "" {
@@ -158,7 +161,7 @@ func (c *Client) followLocation(parent context.Context, loc string) (*MediaConte
 		return nil, err
 	}
 	req.Header.Set("User-Agent", c.cfg.UserAgent)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.locationClient().Do(req)
 	if err != nil {
 		cancel()
 		return nil, &unreachableError{server: u.Host, err: err}
@@ -171,6 +174,32 @@ func (c *Client) followLocation(parent context.Context, loc string) (*MediaConte
 	closer := closeFunc(func() error { cancel(); return resp.Body.Close() })
 	return &MediaContent{Body: readCloser{resp.Body, closer}, ContentType: resp.Header.Get("Content-Type"),
 		ContentDisposition: resp.Header.Get("Content-Disposition"), Length: resp.ContentLength}, nil
+}
+
+// maxLocationRedirects bounds the HTTP redirects followed from a media
+// Location.
+const maxLocationRedirects = 5
+
+// locationClient is the HTTP client of followLocation: the system's roots,
+// no proxy from the environment, every connection (redirects included)
+// checked by cfg.LocationControl.
+func (c *Client) locationClient() *http.Client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.location == nil {
+		d := &net.Dialer{Timeout: 10 * time.Second, Control: c.cfg.LocationControl}
+		c.location = &http.Client{
+			Transport: &http.Transport{DialContext: d.DialContext, TLSHandshakeTimeout: 10 * time.Second,
+				MaxIdleConnsPerHost: 2, IdleConnTimeout: 90 * time.Second},
+			CheckRedirect: func(req *http.Request, via []*http.Request) error {
+				if len(via) >= maxLocationRedirects {
+					return fmt.Errorf("more than %d redirects", maxLocationRedirects)
+				}
+				return nil
+			},
+		}
+	}
+	return c.location
 }
 
 type closeFunc func() error

@@ -164,12 +164,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		db.Close()
 		return nil, fmt.Errorf("signing key %s: %w", keyPath, err)
 	}
+	// A remote's media answer may redirect anywhere: the URL preview
+	// address filter applies there too (docs/media.md).
+	locationFilter, err := media.NewIPFilter(config.SplitList(cfg.URLPreviewIPBlocklist), config.SplitList(cfg.URLPreviewIPAllowlist))
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("url_preview_ip_blocklist/allowlist: %w", err)
+	}
 	s.Federation = fedclient.NewClient(fedclient.Config{
-		ServerName: cfg.ServerName,
-		Key:        s.key,
-		RootCAs:    s.tls.roots,
-		Resolver:   s.federationResolver(),
-		UserAgent:  "Polder/" + VersionString(),
+		ServerName:      cfg.ServerName,
+		Key:             s.key,
+		RootCAs:         s.tls.roots,
+		Resolver:        s.federationResolver(),
+		UserAgent:       "Polder/" + VersionString(),
+		LocationControl: locationFilter.Control,
 	}, log.With("component", "federation"))
 	s.KeyCache = keys.NewCache(keys.CacheConfig{
 		ServerName: cfg.ServerName,
