@@ -5,6 +5,7 @@
 import "./polyfill.js";
 import * as sdk from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
+import { waitFor } from "./server.js";
 
 // The SDK logs at info level on its own, and at error level on every
 // M_UNKNOWN_TOKEN of a session without a refresh token, which these tests
@@ -143,4 +144,18 @@ export async function matrixError(promise, what) {
     throw new Error(`${what}: rejected with ${err?.name}: ${err?.message}, want a Matrix error`, { cause: err });
   }
   throw new Error(`${what}: succeeded with ${JSON.stringify(res)}, want a Matrix error`);
+}
+
+/**
+ * Registers a user and starts a syncing client for it with startOptions
+ * (startClient's); resolves after the first sync. The client's
+ * polderToken is its access token, for raw requests.
+ */
+export async function syncingUser(baseUrl, prefix, startOptions = {}) {
+  const { response } = await register(baseUrl, localpart(prefix));
+  const client = sessionClient(baseUrl, response);
+  client.polderToken = response.access_token;
+  await client.startClient({ initialSyncLimit: 20, ...startOptions });
+  await waitFor(`${prefix}: first sync`, () => client.isInitialSyncComplete());
+  return client;
 }

@@ -7,29 +7,8 @@ import "./polyfill.js";
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import * as sdk from "matrix-js-sdk";
-import { localpart, register, sessionClient } from "./accounts.js";
-import { Polder, engines, sleep, withLog } from "./server.js";
-
-/** Polls cond until it returns a truthy value, or fails after ms. */
-async function waitFor(what, cond, ms = 60_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await cond();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
-/** A registered user with a syncing client (threads on). */
-async function syncingUser(base, prefix) {
-  const { response } = await register(base, localpart(prefix));
-  const client = sessionClient(base, response);
-  client.polderToken = response.access_token;
-  await client.startClient({ initialSyncLimit: 20, threadSupport: true });
-  await waitFor(`${prefix}: first sync`, () => client.isInitialSyncComplete());
-  return client;
-}
+import { syncingUser } from "./accounts.js";
+import { Polder, engines, sleep, waitFor, withLog } from "./server.js";
 
 /** The server's counts for a room, from a /sync of its own. */
 async function serverCounts(base, client, roomId) {
@@ -78,9 +57,9 @@ for (const engine of engines()) {
     before(async () => {
       srv = new Polder({ ...engine, args: ["--login-rate-limit-burst=1000"] });
       await srv.start();
-      alice = await syncingUser(srv.baseUrl, "alice");
-      bob = await syncingUser(srv.baseUrl, "bob");
-      carol = await syncingUser(srv.baseUrl, "carol");
+      alice = await syncingUser(srv.baseUrl, "alice", { threadSupport: true });
+      bob = await syncingUser(srv.baseUrl, "bob", { threadSupport: true });
+      carol = await syncingUser(srv.baseUrl, "carol", { threadSupport: true });
       ({ room_id: roomId } = await alice.createRoom({ name: "Push", preset: "public_chat" }));
       await bob.joinRoom(roomId);
       await carol.joinRoom(roomId);

@@ -7,28 +7,8 @@ import "./polyfill.js";
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import * as sdk from "matrix-js-sdk";
-import { localpart, register, sessionClient } from "./accounts.js";
-import { Polder, engines, sleep, withLog } from "./server.js";
-
-/** Polls cond until it returns a truthy value, or fails after ms. */
-async function waitFor(what, cond, ms = 15_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await cond();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
-
-/** A registered user with a syncing client. */
-async function syncingUser(base, prefix) {
-  const { response } = await register(base, localpart(prefix));
-  const client = sessionClient(base, response);
-  await client.startClient({ initialSyncLimit: 20, lazyLoadMembers: true });
-  await waitFor(`${prefix}: first sync`, () => client.isInitialSyncComplete());
-  return client;
-}
+import { syncingUser } from "./accounts.js";
+import { Polder, engines, sleep, waitFor, withLog } from "./server.js";
 
 /** The IDs and bodies of the message-like events of a room's live timeline. */
 function timeline(client, roomId) {
@@ -51,8 +31,8 @@ for (const engine of engines()) {
     before(async () => {
       srv = new Polder({ ...engine, args: ["--login-rate-limit-burst=1000"] });
       await srv.start();
-      alice = await syncingUser(srv.baseUrl, "alice");
-      bob = await syncingUser(srv.baseUrl, "bob");
+      alice = await syncingUser(srv.baseUrl, "alice", { lazyLoadMembers: true });
+      bob = await syncingUser(srv.baseUrl, "bob", { lazyLoadMembers: true });
     });
     after(async () => {
       alice?.stopClient();

@@ -13,17 +13,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { SlidingSync, SlidingSyncEvent } from "matrix-js-sdk/lib/sliding-sync.js";
 import { localpart, register, sessionClient } from "./accounts.js";
-import { Polder, engines, sleep, withLog } from "./server.js";
-
-async function waitFor(what, cond, ms = 60_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await cond();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
+import { Polder, engines, sleep, waitFor, withLog } from "./server.js";
 
 for (const engine of engines()) {
   describe(`sliding sync with matrix-js-sdk on ${engine.name}`, { skip: engine.skip }, () => {
