@@ -24,6 +24,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -127,6 +129,7 @@ func serveWith(args []string, getenv func(string) string, note string, stdout, s
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	go dumpOnSignal(ctx, stderr, log)
 	srv, err := server.New(ctx, cfg, log)
 	if err != nil {
 		log.Error("cannot start", "err", err)
@@ -137,6 +140,29 @@ func serveWith(args []string, getenv func(string) string, note string, stdout, s
 		return 1
 	}
 	return 0
+}
+
+// dumpOnSignal writes the stacks of all goroutines to w each time the
+// process gets SIGUSR1, until ctx ends: what an operator (or a test that
+// timed out) needs to see where a request hangs, without stopping the
+// server (docs/operation.md).
+func dumpOnSignal(ctx context.Context, w io.Writer, log *slog.Logger) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGUSR1)
+	defer signal.Stop(ch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+			log.Warn("SIGUSR1: goroutine dump follows", "goroutines", runtime.NumGoroutine())
+			fmt.Fprintln(w, "--- goroutine dump (SIGUSR1) ---")
+			if err := pprof.Lookup("goroutine").WriteTo(w, 2); err != nil {
+				log.Error("goroutine dump", "err", err)
+			}
+			fmt.Fprintln(w, "--- end of goroutine dump ---")
+		}
+	}
 }
 
 func userCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {

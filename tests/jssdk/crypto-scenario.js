@@ -46,7 +46,10 @@ export function e2eeScenario(servers) {
   // A failure carries the end of each server's log.
   const logs = () => {
     const { alice: a, bob: b } = servers();
-    return { logTail: () => (a === b ? a.logTail() : `${a.logTail(30)}\n${b.logTail(30)}`) };
+    return {
+      logTail: () => (a === b ? a.logTail() : `${a.logTail(30)}\n${b.logTail(30)}`),
+      requestStacks: async () => (a === b ? a.requestStacks() : `${await a.requestStacks(100)}\n${await b.requestStacks(100)}`),
+    };
   };
   const it = (name, fn) => test(name, { timeout: STEP_TIMEOUT_MS }, withLog(logs, fn));
 

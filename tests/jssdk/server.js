@@ -183,8 +183,39 @@ export class Polder {
   }
 
   note(line) {
+    if (this.dumping) {
+      if (line === "--- end of goroutine dump ---") {
+        this.dumping = false;
+        this.dumped?.();
+      } else {
+        this.dump.push(line);
+      }
+      return;
+    }
+    if (line === "--- goroutine dump (SIGUSR1) ---") {
+      this.dumping = true;
+      this.dump = [];
+      return;
+    }
     this.log.push(line);
     if (this.log.length > LOG_LINES_KEPT) this.log.splice(0, this.log.length - LOG_LINES_KEPT);
+  }
+
+  /**
+   * The stacks of the requests the server is serving now (a SIGUSR1
+   * goroutine dump, cut to the goroutines of HTTP requests), framed for an
+   * error message: after a time-out they show where a request hangs.
+   */
+  async requestStacks(maxLines = 200) {
+    if (!this.managed || !this.proc || this.proc.exitCode !== null) return "";
+    const done = new Promise((resolve) => (this.dumped = resolve));
+    this.proc.kill("SIGUSR1");
+    await Promise.race([done, sleep(5000)]);
+    this.dumped = null;
+    const goroutines = (this.dump ?? []).join("\n").split("\n\n");
+    const serving = goroutines.filter((g) => g.includes("net/http.(*conn).serve") && g.includes("polder.dev/polder/internal/api"));
+    const lines = serving.join("\n\n").split("\n").slice(0, maxLines);
+    return [`--- ${serving.length} requests in flight in polder (${this.name}), of ${goroutines.length} goroutines ---`, ...lines, "--- end of stacks ---"].join("\n");
   }
 
   /** The last n lines of the server's output, framed for an error message. */
@@ -210,6 +241,7 @@ export function withLog(getServer, fn) {
         extra.push(`Matrix error: HTTP ${err.httpStatus} ${err.errcode}: ${JSON.stringify(err.data)}`);
       }
       if (srv) extra.push(srv.logTail());
+      if (srv && /timed out/.test(String(err?.message ?? err))) extra.push(await srv.requestStacks());
       if (err instanceof Error) {
         // The reporters print the stack, which holds the message as it was
         // when the error was made.
@@ -232,4 +264,15 @@ function describeExit({ code, signal, err }) {
 
 export function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Polls cond until it returns a truthy value, or fails after ms. */
+export async function waitFor(what, cond, ms = 60_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await cond();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(50);
+  }
 }
