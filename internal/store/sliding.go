@@ -320,8 +320,6 @@ type SlidingPosition struct {
 	Stream, Typing int64
 	// Subscriptions are the room subscriptions in force (JSON object).
 	Subscriptions json.RawMessage
-	// Rooms are the rooms sent on the connection up to this position.
-	Rooms map[id.RoomID]SlidingSent
 }
 
 // parseSlidingToken splits a pos token into its connection and position.
@@ -336,16 +334,19 @@ func parseSlidingToken(tok string) (conn, pos int64, ok bool) {
 }
 
 // SlidingPos returns what token stands for on the connection (user,
-// device, connID), with the rooms sent up to it. Errors: ErrNotFound for
-// a token that is malformed, of another user, device or connection, of a
-// position no longer kept (an older response's, or one never
-// acknowledged and dropped by a retry) or of an expired connection.
+// device, connID). What the connection sent of each room is read apart,
+// for the rooms a response may send (SlidingSentRooms): the connection's
+// state read per request does not grow with the rooms it ever sent.
+// Errors: ErrNotFound for a token that is malformed, of another user,
+// device or connection, of a position no longer kept (an older
+// response's, or one never acknowledged and dropped by a retry) or of an
+// expired connection.
 func (db *DB) SlidingPos(ctx context.Context, user id.UserID, device id.DeviceID, connID, token string) (*SlidingPosition, error) {
 	conn, pos, ok := parseSlidingToken(token)
 	if !ok {
 		return nil, ErrNotFound
 	}
-	p := &SlidingPosition{Token: token, Rooms: map[id.RoomID]SlidingSent{}}
+	p := &SlidingPosition{Token: token}
 	err := db.read(ctx, "sliding_pos", func(q querier) error {
 		var used int64
 		err := q.QueryRowContext(ctx, `SELECT c.used_ts, p.stream_pos, p.typing_pos, p.subscriptions
@@ -358,8 +359,26 @@ func (db *DB) SlidingPos(ctx context.Context, user id.UserID, device id.DeviceID
 		if nowMS()-used > SlidingConnExpiry.Milliseconds() {
 			return ErrNotFound
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// SlidingSentRooms returns what the connection of token (a token that
+// SlidingPos found) sent of the given rooms up to token's position: one
+// primary key seek per room. Rooms it never sent are left out.
+func (db *DB) SlidingSentRooms(ctx context.Context, token string, rooms []id.RoomID) (map[id.RoomID]SlidingSent, error) {
+	out := make(map[id.RoomID]SlidingSent, len(rooms))
+	conn, pos, ok := parseSlidingToken(token)
+	if !ok || len(rooms) == 0 {
+		return out, nil
+	}
+	err := db.read(ctx, "sliding_sent_rooms", func(q querier) error {
 		rows, err := q.QueryContext(ctx, `SELECT room_id, pos, sent_to, timeline_limit, required_state FROM sliding_rooms
-			WHERE conn_nid = $1 AND pos <= $2 ORDER BY pos`, conn, pos)
+			WHERE conn_nid = $1 AND pos <= $2 AND room_id IN (`+db.dialect.jsonValues(3)+`) ORDER BY pos`, conn, pos, jsonStrings(rooms))
 		if err != nil {
 			return err
 		}
@@ -370,14 +389,11 @@ func (db *DB) SlidingPos(ctx context.Context, user id.UserID, device id.DeviceID
 			if err := rows.Scan(&s.RoomID, &at, &s.SentTo, &s.TimelineLimit, &s.RequiredState); err != nil {
 				return err
 			}
-			p.Rooms[s.RoomID] = s // in pos order: the newest row wins
+			out[s.RoomID] = s // in pos order: the newest row wins
 		}
 		return rows.Err()
 	})
-	if err != nil {
-		return nil, err
-	}
-	return p, nil
+	return out, err
 }
 
 // SlidingSave records a response on the connection (user, device,
@@ -426,11 +442,17 @@ func (db *DB) SlidingSave(ctx context.Context, user id.UserID, device id.DeviceI
 			}
 			// The client took base: older positions are not needed, nor
 			// rows superseded at or before it; later ones it never took.
+			// Only the rooms sent at base can have superseded rows: the
+			// rows before base were cleaned when base's own base was
+			// taken, and those after a base are dropped when it is taken
+			// again. With the index sliding_rooms_pos (migration 0025)
+			// these read the rows of base and after, not every room the
+			// connection ever sent.
 			for _, q := range []string{
 				`DELETE FROM sliding_positions WHERE conn_nid = $1 AND pos <> $2`,
 				`DELETE FROM sliding_rooms WHERE conn_nid = $1 AND pos > $2`,
-				`DELETE FROM sliding_rooms WHERE conn_nid = $1 AND pos < $2 AND EXISTS (SELECT 1 FROM sliding_rooms n
-					WHERE n.conn_nid = sliding_rooms.conn_nid AND n.room_id = sliding_rooms.room_id AND n.pos > sliding_rooms.pos AND n.pos <= $2)`,
+				`DELETE FROM sliding_rooms WHERE conn_nid = $1 AND pos < $2 AND room_id IN (SELECT n.room_id FROM sliding_rooms n
+					WHERE n.conn_nid = $1 AND n.pos = $2)`,
 			} {
 				if _, err := tx.ExecContext(ctx, q, conn, base); err != nil {
 					return err

@@ -25,8 +25,11 @@ func TestSlidingPositions(t *testing.T) {
 			t.Fatalf("SlidingSave(new): %v", err)
 		}
 		p, err := db.SlidingPos(ctx, u, d, "main", tok1)
-		if err != nil || p.Stream != 10 || p.Typing != 1 || len(p.Rooms) != 2 || string(p.Subscriptions) != "{}" {
-			t.Fatalf("SlidingPos(%s) = %+v, %v; want stream 10, typing 1, 2 rooms", tok1, p, err)
+		if err != nil || p.Stream != 10 || p.Typing != 1 || string(p.Subscriptions) != "{}" {
+			t.Fatalf("SlidingPos(%s) = %+v, %v; want stream 10, typing 1", tok1, p, err)
+		}
+		if sent, err := db.SlidingSentRooms(ctx, tok1, []id.RoomID{"!a:test", "!b:test", "!c:test"}); err != nil || len(sent) != 2 {
+			t.Fatalf("SlidingSentRooms(%s) = %+v, %v; want !a and !b", tok1, sent, err)
 		}
 		if _, err := db.SlidingPos(ctx, u, d, "other", tok1); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("SlidingPos(other conn) error = %v, want ErrNotFound", err)
@@ -49,17 +52,23 @@ func TestSlidingPositions(t *testing.T) {
 		if tok2 == tok2b {
 			t.Fatalf("two responses got the same pos %s", tok2)
 		}
-		p, err = db.SlidingPos(ctx, u, d, "main", tok2b)
+		sent, err := db.SlidingSentRooms(ctx, tok2b, []id.RoomID{"!a:test", "!b:test"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.Rooms["!a:test"].SentTo != 10 || p.Rooms["!b:test"].SentTo != 21 || p.Rooms["!b:test"].TimelineLimit != 3 {
-			t.Errorf("rooms at %s = %+v; want !a at 10 (the dropped response's row gone), !b at 21", tok2b, p.Rooms)
+		if sent["!a:test"].SentTo != 10 || sent["!b:test"].SentTo != 21 || sent["!b:test"].TimelineLimit != 3 {
+			t.Errorf("rooms at %s = %+v; want !a at 10 (the dropped response's row gone), !b at 21", tok2b, sent)
 		}
-		// Using tok2b acknowledges it: tok1 is gone.
-		if _, err := db.SlidingSave(ctx, u, d, "main", tok2b, 22, 1, nil, nil); err != nil {
+		// Taking tok2b drops the rows it superseded: !b's row at tok1.
+		tok3, err := db.SlidingSave(ctx, u, d, "main", tok2b, 22, 1, nil, []store.SlidingSent{{RoomID: "!a:test", SentTo: 22, TimelineLimit: 4}})
+		if err != nil {
 			t.Fatal(err)
 		}
+		if sent, err = db.SlidingSentRooms(ctx, tok3, []id.RoomID{"!a:test", "!b:test"}); err != nil ||
+			sent["!a:test"].SentTo != 22 || sent["!b:test"].SentTo != 21 {
+			t.Errorf("rooms at %s = %+v, %v; want !a at 22, !b at 21", tok3, sent, err)
+		}
+		// Using tok2b acknowledged it: tok1 is gone.
 		if _, err := db.SlidingPos(ctx, u, d, "main", tok1); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("SlidingPos(acknowledged-over %s) error = %v, want ErrNotFound", tok1, err)
 		}

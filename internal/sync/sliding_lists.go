@@ -21,12 +21,15 @@ import (
 
 // slidingBuilder builds one sliding sync response.
 type slidingBuilder struct {
-	s     *Service
-	req   *SlidingRequest
-	prev  *store.SlidingPosition // nil for a new connection
-	since *notify.Position       // prev's position, nil for a new connection
-	to    notify.Position
-	subs  map[id.RoomID]*RoomConfig
+	s    *Service
+	req  *SlidingRequest
+	prev *store.SlidingPosition // nil for a new connection
+	// prevRooms is what the connection sent up to prev of the rooms the
+	// response may send.
+	prevRooms map[id.RoomID]store.SlidingSent
+	since     *notify.Position // prev's position, nil for a new connection
+	to        notify.Position
+	subs      map[id.RoomID]*RoomConfig
 
 	ignored map[id.UserID]bool
 	// byRoom are the rooms of the server's list that the response may
@@ -146,10 +149,7 @@ func (sb *slidingBuilder) inServerList(e *store.SlidingRoomEntry) bool {
 }
 
 func (sb *slidingBuilder) sentBefore(r id.RoomID) bool {
-	if sb.prev == nil {
-		return false
-	}
-	_, ok := sb.prev.Rooms[r]
+	_, ok := sb.prevRooms[r]
 	return ok
 }
 
@@ -236,6 +236,22 @@ func (sb *slidingBuilder) lists(ctx context.Context) error {
 				w.cfg.combine(&l.RoomConfig)
 			}
 			w.lists = append(w.lists, name)
+		}
+	}
+	// What the connection had of the rooms of the ranges and the
+	// subscriptions (and of nothing else).
+	sb.prevRooms = map[id.RoomID]store.SlidingSent{}
+	if sb.prev != nil {
+		rooms := make([]id.RoomID, 0, len(sb.byRoom)+len(sets.subscribed))
+		for r := range sb.byRoom {
+			rooms = append(rooms, r)
+		}
+		for _, e := range sets.subscribed {
+			rooms = append(rooms, e.RoomID)
+		}
+		slices.Sort(rooms)
+		if sb.prevRooms, err = sb.s.db.SlidingSentRooms(ctx, sb.prev.Token, slices.Compact(rooms)); err != nil {
+			return err
 		}
 	}
 	for _, e := range sets.subscribed {

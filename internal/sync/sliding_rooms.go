@@ -187,10 +187,7 @@ func (sb *slidingBuilder) rooms(ctx context.Context) error {
 }
 
 func (sb *slidingBuilder) prevSent(r id.RoomID) (store.SlidingSent, bool) {
-	if sb.prev == nil {
-		return store.SlidingSent{}, false
-	}
-	p, ok := sb.prev.Rooms[r]
+	p, ok := sb.prevRooms[r]
 	return p, ok
 }
 
