@@ -245,6 +245,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	s.reg.MustRegister(s.Push.Collectors()...)
 	s.Rooms.Push = s.Push.Prepare
 	svc := client.Services{Rooms: s.Rooms, Push: s.Push}
+	var spacesRemote room.HierarchyRemote
+	if cfg.FederationEnabled {
+		spacesRemote = s.Federation
+	}
+	svc.Spaces = room.NewSpaces(s.Rooms, spacesRemote, log.With("component", "spaces"))
 	s.Typing = typing.New(typing.Config{}, db, s.Notify)
 	s.Receipts = receipt.New(db, s.Notify)
 	s.Presence = presence.New(presence.Config{}, db, s.Notify, log.With("component", "presence"))
@@ -311,6 +316,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		VerifyKey:  s.KeyCache.VerifyKey,
 		Keys:       s.KeyCache,
 		OnInbound:  s.FederationQueue.Wake,
+		Spaces:     svc.Spaces,
 		Services: federation.Services{
 			Rooms: s.Rooms, Users: s.Users, Directory: svc.Directory,
 			Typing: s.Typing, Receipts: s.Receipts, Presence: s.Presence,

@@ -50,6 +50,7 @@ func (a *API) Routes(rt *api.Router) {
 	a.roomKeysRoutes(rt)   // roomkeys.go: key backup
 	a.dehydratedRoutes(rt) // dehydrated.go: dehydrated devices (MSC3814)
 	a.mediaRoutes(rt)      // media.go: the media repository, /_matrix/media and /_matrix/client/v1/media
+	a.spacesRoutes(rt)     // hierarchy.go: space hierarchy, room summaries
 
 	// Simplified sliding sync, MSC4186 (slidingsync.go).
 	a.slidingSyncRoutes(rt)

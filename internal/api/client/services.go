@@ -32,4 +32,6 @@ type Services struct {
 	// Push serves push.go: push rules, pushers, notifications; nil:
 	// the predefined rules only.
 	Push *push.Service
+	// Spaces serves hierarchy.go: the space hierarchy and room summaries.
+	Spaces *room.Spaces
 }

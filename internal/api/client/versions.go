@@ -23,6 +23,7 @@ func (a *API) versions(w http.ResponseWriter, r *http.Request) error {
 		"unstable_features": map[string]bool{
 			"org.matrix.msc3814":            true, // dehydrated devices (dehydrated.go)
 			"org.matrix.simplified_msc3575": true, // sliding sync (slidingsync.go)
+			"org.matrix.msc3266":            true, // room summaries (hierarchy.go), as Synapse advertises them
 		},
 	})
 }

@@ -45,6 +45,8 @@ type Config struct {
 	// Keys, if not nil, answers the notary endpoints with other servers'
 	// keys (keys_query.go); without it they answer this server's only.
 	Keys *keys.Cache
+	// Spaces answers the space hierarchy (hierarchy.go); nil answers 404.
+	Spaces Spaces
 }
 
 // API is the federation API.
@@ -113,6 +115,7 @@ func (a *API) Routes(rt *api.Router) {
 	// media.go
 	rt.Handle("GET "+f+"/v1/media/download/{mediaId}", a.signed(a.mediaDownload))
 	rt.Handle("GET "+f+"/v1/media/thumbnail/{mediaId}", a.signed(a.mediaThumbnail))
+	rt.Handle("GET "+f+"/v1/hierarchy/{roomId}", a.signed(a.hierarchy)) // hierarchy.go
 }
 
 // keyValidity is how long readers may cache our keys. Synapse publishes one
