@@ -8,15 +8,18 @@ package store
 // memberships primary key, joined with UNION ALL.
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"maunium.net/go/mautrix/id"
 
+	"polder.dev/polder/internal/event"
 	"polder.dev/polder/internal/stateres"
 )
 
@@ -54,9 +57,67 @@ type StreamRange struct {
 // range, in stream order. Each room may appear once in ranges; unknown
 // rooms and rooms without events in their range are left out of the map.
 func (db *DB) RecentEvents(ctx context.Context, ranges []StreamRange, limit int) (map[id.RoomID][]*Event, error) {
-	out := make(map[id.RoomID][]*Event, len(ranges))
-	if len(ranges) == 0 || limit <= 0 {
+	out, _, err := db.recentEvents(ctx, ranges, limit, false)
+	return out, err
+}
+
+// StateRef names a stored state: the state after an event. Two refs are
+// equal when they name the same snapshot, and then the states are the
+// same; the zero StateRef names none (an outlier's). Read the state with
+// States.
+type StateRef struct{ nid int64 }
+
+// IsZero reports whether r names no state.
+func (r StateRef) IsZero() bool { return r.nid == 0 }
+
+// RecentEventsWithState is RecentEvents that also returns the state after
+// each event read (for a rejected event, the state before it; none are
+// read), so that the states of timelines and their history visibility
+// need no look-up by event ID.
+func (db *DB) RecentEventsWithState(ctx context.Context, ranges []StreamRange, limit int) (map[id.RoomID][]*Event, map[id.EventID]StateRef, error) {
+	return db.recentEvents(ctx, ranges, limit, true)
+}
+
+// States returns the states refs name (StateRef); zero refs are left out.
+// The maps are shared: callers must not modify them.
+func (db *DB) States(ctx context.Context, refs []StateRef) (map[StateRef]stateres.StateMap, error) {
+	out := make(map[StateRef]stateres.StateMap, len(refs))
+	nids := make([]int64, 0, len(refs))
+	seen := make(map[int64]bool, len(refs))
+	for _, r := range refs {
+		if r.nid != 0 && !seen[r.nid] {
+			seen[r.nid] = true
+			nids = append(nids, r.nid)
+		}
+	}
+	if len(nids) == 0 {
 		return out, nil
+	}
+	err := db.read(ctx, "states", func(q querier) error {
+		snaps, err := readSnapshots(ctx, q, db.snapshots, nids)
+		if err != nil {
+			return err
+		}
+		for nid, s := range snaps {
+			out[StateRef{nid}] = s
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (db *DB) recentEvents(ctx context.Context, ranges []StreamRange, limit int, withState bool) (map[id.RoomID][]*Event, map[id.EventID]StateRef, error) {
+	out := make(map[id.RoomID][]*Event, len(ranges))
+	var refs map[id.EventID]StateRef
+	if withState {
+		refs = make(map[id.EventID]StateRef, len(ranges)*limit)
+	}
+	if len(ranges) == 0 || limit <= 0 {
+		return out, refs, nil
+	}
+	cols := eventCols
+	if withState {
+		cols += ", e.state_snapshot"
 	}
 	err := db.read(ctx, "recent_events", func(q querier) error {
 		for chunk := range chunks(ranges, roomsPerStatement) {
@@ -72,7 +133,7 @@ func (db *DB) RecentEvents(ctx context.Context, ranges []StreamRange, limit int)
 					b.WriteString(" UNION ALL ")
 				}
 				n++
-				fmt.Fprintf(&b, `SELECT * FROM (SELECT `+eventCols+eventFrom+`WHERE e.room_nid = %s AND e.stream_pos > %s AND e.stream_pos <= %s`+
+				fmt.Fprintf(&b, `SELECT * FROM (SELECT `+cols+eventFrom+`WHERE e.room_nid = %s AND e.stream_pos > %s AND e.stream_pos <= %s`+
 					timelineCond+` ORDER BY e.stream_pos DESC LIMIT %s) q%d`, roomParam(&args, r.RoomID), param(&args, r.From), param(&args, r.To), lim, n)
 			}
 			if n == 0 {
@@ -82,7 +143,12 @@ func (db *DB) RecentEvents(ctx context.Context, ranges []StreamRange, limit int)
 			if err != nil {
 				return err
 			}
-			evs, err := scanEvents(rows)
+			var evs []*Event
+			if withState {
+				evs, err = scanEventsState(rows, refs)
+			} else {
+				evs, err = scanEvents(rows)
+			}
 			if err != nil {
 				return err
 			}
@@ -93,7 +159,7 @@ func (db *DB) RecentEvents(ctx context.Context, ranges []StreamRange, limit int)
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, evs := range out {
 		// Each room's rows came newest first.
@@ -101,7 +167,127 @@ func (db *DB) RecentEvents(ctx context.Context, ranges []StreamRange, limit int)
 			evs[i], evs[j] = evs[j], evs[i]
 		}
 	}
-	return out, nil
+	return out, refs, nil
+}
+
+// scanEventsState is scanEvents for rows of eventCols followed by
+// e.state_snapshot, which it records in refs.
+func scanEventsState(rows *sql.Rows, refs map[id.EventID]StateRef) ([]*Event, error) {
+	defer rows.Close()
+	var out []*Event
+	for rows.Next() {
+		var (
+			eid, version              string
+			raw, added                []byte
+			pos, snap                 sql.NullInt64
+			replaces, redBy, dev, txn sql.NullString
+			ev                        Event
+		)
+		if err := rows.Scan(&eid, &version, &raw, &added, &pos, &replaces, &ev.IsRejected, &ev.SoftFailed, &redBy, &dev, &txn, &snap); err != nil {
+			return nil, err
+		}
+		p, err := parsed.parse(id.EventID(eid), id.RoomVersion(version), raw)
+		if err != nil {
+			return nil, fmt.Errorf("stored event %s: %w", eid, err)
+		}
+		ev.PDU = p
+		ev.Added = added
+		ev.StreamPos = pos.Int64
+		ev.Replaces = id.EventID(replaces.String)
+		ev.RedactedBy = id.EventID(redBy.String)
+		ev.TxnDevice, ev.TxnID = id.DeviceID(dev.String), txn.String
+		if snap.Valid && refs != nil {
+			refs[id.EventID(eid)] = StateRef{snap.Int64}
+		}
+		out = append(out, &ev)
+	}
+	return out, rows.Err()
+}
+
+// CachedEvents is Events for sync: the same rows, parsed through a cache of
+// parsed events (see pduCache).
+func (db *DB) CachedEvents(ctx context.Context, ids []id.EventID) ([]*Event, error) {
+	var out []*Event
+	err := db.read(ctx, "events", func(q querier) error {
+		for chunk := range chunks(ids, 200) {
+			args := make([]any, len(chunk))
+			for i, e := range chunk {
+				args[i] = string(e)
+			}
+			rows, err := q.QueryContext(ctx, `SELECT `+eventCols+`, e.state_snapshot`+eventFrom+`WHERE e.event_id IN (`+placeholders(1, len(chunk))+`)`, args...)
+			if err != nil {
+				return err
+			}
+			evs, err := scanEventsState(rows, nil)
+			if err != nil {
+				return err
+			}
+			out = append(out, evs...)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// pduCache keeps the events that sync parsed last. Parsing a stored event
+// (canonical JSON walk, reference hash) was a sixth of an initial sync's
+// CPU, and the same events (every room's newest events and its state) are
+// parsed by every initial sync. An entry is used only for the very bytes
+// it was parsed from, in the same room version, so that an event redacted
+// in place since is parsed again: the cache needs no invalidation, and it
+// may be shared by every DB of the process (tests run several servers in
+// one; an event ID's bytes are the same wherever they are stored). A
+// parsed event is never modified (event.PDU has no setters).
+type pduCache struct {
+	mu   sync.Mutex
+	m    map[id.EventID]pduEntry
+	ring []id.EventID // FIFO of the keys, pduCacheSize long once full
+	next int
+}
+
+type pduEntry struct {
+	raw []byte // the stored bytes (the PDU's own JSON when the same)
+	pdu *event.PDU
+}
+
+// pduCacheSize holds the newest events and state of about 500 rooms, some
+// 10 MB.
+const pduCacheSize = 16384
+
+var parsed pduCache
+
+func (c *pduCache) parse(eid id.EventID, version id.RoomVersion, raw []byte) (*event.PDU, error) {
+	c.mu.Lock()
+	e, ok := c.m[eid]
+	c.mu.Unlock()
+	if ok && e.pdu.RoomVersion() == version && bytes.Equal(e.raw, raw) {
+		return e.pdu, nil
+	}
+	p, err := event.ParseStored(version, raw)
+	if err != nil {
+		return nil, err
+	}
+	e = pduEntry{raw: raw, pdu: p}
+	if bytes.Equal(p.JSON(), raw) {
+		e.raw = p.JSON()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[id.EventID]pduEntry, pduCacheSize)
+		c.ring = make([]id.EventID, 0, pduCacheSize)
+	}
+	if _, had := c.m[eid]; !had {
+		if len(c.ring) < pduCacheSize {
+			c.ring = append(c.ring, eid)
+		} else {
+			delete(c.m, c.ring[c.next])
+			c.ring[c.next] = eid
+			c.next = (c.next + 1) % pduCacheSize
+		}
+	}
+	c.m[eid] = e
+	return p, nil
 }
 
 // LatestEventIDs returns, for each room, its newest timeline event with a

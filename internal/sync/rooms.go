@@ -83,6 +83,10 @@ type builder struct {
 	memberships map[id.RoomID]store.Membership
 	loaded      map[id.EventID]*store.Event
 	stateCache  map[id.EventID]stateres.StateMap // states after events, as read
+	// refs are the states after the timeline events read (store.StateRef),
+	// refStates those states as read.
+	refs      map[id.EventID]store.StateRef
+	refStates map[store.StateRef]stateres.StateMap
 	joined      map[id.RoomID]*JoinedRoom
 	left        map[id.RoomID]*LeftRoom
 	// quiet are joined rooms that have only ephemeral events or account
@@ -103,6 +107,8 @@ func (s *Service) build(ctx context.Context, req Request, f *Filter, since *noti
 		memberships: map[id.RoomID]store.Membership{},
 		loaded:      map[id.EventID]*store.Event{},
 		stateCache:  map[id.EventID]stateres.StateMap{},
+		refs:        map[id.EventID]store.StateRef{},
+		refStates:   map[store.StateRef]stateres.StateMap{},
 		joined:      map[id.RoomID]*JoinedRoom{},
 		left:        map[id.RoomID]*LeftRoom{},
 		quiet:       map[id.RoomID]bool{},
@@ -393,6 +399,46 @@ func (b *builder) statesAfter(ctx context.Context, ids []id.EventID) (map[id.Eve
 	return out, nil
 }
 
+// statesAfterRefs is statesAfter that reads the states of the timeline
+// events read by their refs (store.States) rather than looking the events
+// up.
+func (b *builder) statesAfterRefs(ctx context.Context, ids []id.EventID) (map[id.EventID]stateres.StateMap, error) {
+	var byID []id.EventID
+	var need []store.StateRef
+	for _, e := range ids {
+		ref, ok := b.refs[e]
+		if !ok {
+			byID = append(byID, e)
+		} else if _, read := b.refStates[ref]; !read {
+			need = append(need, ref)
+		}
+	}
+	if len(need) > 0 {
+		if b.refStates == nil {
+			b.refStates = map[store.StateRef]stateres.StateMap{}
+		}
+		got, err := b.s.db.States(ctx, need)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range need {
+			b.refStates[r] = got[r]
+		}
+	}
+	out, err := b.statesAfter(ctx, byID)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range ids {
+		if ref, ok := b.refs[e]; ok {
+			if st := b.refStates[ref]; st != nil {
+				out[e] = st
+			}
+		}
+	}
+	return out, nil
+}
+
 // load reads the events among ids that are not loaded yet.
 func (b *builder) load(ctx context.Context, ids []id.EventID) error {
 	var need []id.EventID
@@ -406,7 +452,7 @@ func (b *builder) load(ctx context.Context, ids []id.EventID) error {
 	if len(need) == 0 {
 		return nil
 	}
-	evs, err := b.s.db.Events(ctx, need)
+	evs, err := b.s.db.CachedEvents(ctx, need)
 	if err != nil {
 		return err
 	}
@@ -452,9 +498,15 @@ func (b *builder) timelines(ctx context.Context, specs []*roomSpec) error {
 		for i, p := range todo {
 			ranges[i] = store.StreamRange{RoomID: p.sp.id, From: p.sp.from, To: p.upper}
 		}
-		raw, err := b.s.db.RecentEvents(ctx, ranges, chunk)
+		raw, refs, err := b.s.db.RecentEventsWithState(ctx, ranges, chunk)
 		if err != nil {
 			return err
+		}
+		if b.refs == nil { // a builder of sliding sync's
+			b.refs = map[id.EventID]store.StateRef{}
+		}
+		for e, r := range refs {
+			b.refs[e] = r
 		}
 		var cands []*store.Event
 		for _, p := range todo {
@@ -479,9 +531,7 @@ func (b *builder) timelines(ctx context.Context, specs []*roomSpec) error {
 				}
 			}
 		}
-		// History visibility, with the room service's rules (one
-		// implementation for /sync, /messages and the rest).
-		vis, err := b.s.rooms.VisibleMany(ctx, b.req.User, cands, joinedNow)
+		vis, err := b.visible(ctx, cands, joinedNow)
 		if err != nil {
 			return err
 		}
@@ -515,6 +565,101 @@ func (b *builder) timelines(ctx context.Context, specs []*roomSpec) error {
 		return err
 	}
 	return b.gaps(ctx, specs)
+}
+
+// visible keeps the events the user may see, with the room service's
+// history visibility rules (one implementation for /sync, /messages and the
+// rest: room.VisibleMany), asking them once per room and state rather than
+// once per event. Whether an event that is not a state event is visible
+// depends only on the state after it (the history visibility and the
+// user's membership there) and on whether the user is joined now, so the
+// message events after which the room has the same state share one answer:
+// a room's ten newest messages are usually one question. And that answer
+// is yes without asking when the user's membership in that state is join
+// (client-server API, "Room history visibility": "If the user's membership
+// was join, allow"), which sync reads from the states of its timelines
+// (it needs them anyway) and the user's member events. State events are
+// asked about each when they are the user's own membership changes or
+// history visibility changes, which have rules of their own; other state
+// events follow the rule of messages.
+func (b *builder) visible(ctx context.Context, cands []*store.Event, joinedNow map[id.RoomID]bool) ([]*store.Event, error) {
+	type group struct {
+		room id.RoomID
+		ref  store.StateRef
+	}
+	first := make(map[group]id.EventID, len(cands))
+	repOf := make(map[id.EventID]id.EventID, len(cands))
+	ask := make([]*store.Event, 0, len(cands))
+	for _, ev := range cands {
+		ref := b.refs[ev.EventID()]
+		if ref.IsZero() || b.ownRule(ev) {
+			ask = append(ask, ev)
+			continue
+		}
+		g := group{ev.RoomID(), ref}
+		if r, ok := first[g]; ok {
+			repOf[ev.EventID()] = r
+			continue
+		}
+		first[g] = ev.EventID()
+		ask = append(ask, ev)
+	}
+	// The groups where the user is joined need no question.
+	reps := make([]id.EventID, 0, len(first))
+	for _, e := range first {
+		reps = append(reps, e)
+	}
+	states, err := b.statesAfterRefs(ctx, reps)
+	if err != nil {
+		return nil, err
+	}
+	members := make([]id.EventID, 0, len(states))
+	for _, st := range states {
+		members = append(members, st[b.memberKey()])
+	}
+	if err := b.load(ctx, members); err != nil {
+		return nil, err
+	}
+	ok := make(map[id.EventID]bool, len(cands))
+	joined := make(map[id.EventID]bool, len(first))
+	for _, e := range reps {
+		if st := states[e]; st != nil && b.membershipOf(st[b.memberKey()]) == room.Join {
+			joined[e] = true
+			ok[e] = true
+		}
+	}
+	if len(joined) > 0 {
+		ask = slices.DeleteFunc(ask, func(ev *store.Event) bool { return joined[ev.EventID()] })
+	}
+	vis, err := b.s.rooms.VisibleMany(ctx, b.req.User, ask, joinedNow)
+	if err != nil {
+		return nil, err
+	}
+	for _, ev := range vis {
+		ok[ev.EventID()] = true
+	}
+	out := make([]*store.Event, 0, len(cands))
+	for _, ev := range cands {
+		e := ev.EventID()
+		if r, shared := repOf[e]; shared {
+			e = r
+		}
+		if ok[e] {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
+}
+
+// ownRule reports whether room.VisibleMany decides ev's visibility by a
+// rule of its own rather than by the state after it: the user's own member
+// events and history visibility events.
+func (b *builder) ownRule(ev *store.Event) bool {
+	sk := ev.StateKey()
+	if sk == nil {
+		return false
+	}
+	return ev.Type() == event.TypeMember && *sk == string(b.req.User) || ev.Type() == event.TypeHistoryVisibility && *sk == ""
 }
 
 // topoTimelines rereads, in topological order, the timelines of the rooms
@@ -636,7 +781,7 @@ func (b *builder) gaps(ctx context.Context, specs []*roomSpec) error {
 	if len(need) == 0 {
 		return nil
 	}
-	held, err := b.s.db.Events(ctx, need)
+	held, err := b.s.db.CachedEvents(ctx, need)
 	if err != nil {
 		return err
 	}
@@ -706,7 +851,7 @@ func (b *builder) states(ctx context.Context, specs []*roomSpec) error {
 			ids = append(ids, sp.events[0].EventID())
 		}
 	}
-	states, err := b.statesAfter(ctx, ids)
+	states, err := b.statesAfterRefs(ctx, ids)
 	if err != nil {
 		return err
 	}
