@@ -87,8 +87,8 @@ type builder struct {
 	// refStates those states as read.
 	refs      map[id.EventID]store.StateRef
 	refStates map[store.StateRef]stateres.StateMap
-	joined      map[id.RoomID]*JoinedRoom
-	left        map[id.RoomID]*LeftRoom
+	joined    map[id.RoomID]*JoinedRoom
+	left      map[id.RoomID]*LeftRoom
 	// quiet are joined rooms that have only ephemeral events or account
 	// data: they get no summary.
 	quiet    map[id.RoomID]bool
