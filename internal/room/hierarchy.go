@@ -361,17 +361,23 @@ func (sp *Spaces) entry(ctx context.Context, v viewer, e queued, suggestedOnly b
 	var children []child
 	for _, raw := range ans.Room.ChildrenState {
 		c, ok := parseStrippedChild(raw)
-		if !ok || (suggestedOnly && !c.suggested) || slices.Contains(ans.InaccessibleChildren, c.roomID) {
+		if !ok || (suggestedOnly && !c.suggested) {
 			continue
 		}
 		c.remote = summaries[c.roomID]
 		children = append(children, c)
 	}
 	sortChildren(children)
+	// children_state lists every child; the walk skips those the remote
+	// said we may not see ("should not be re-requested").
+	walkInto := children[:0:0]
 	for _, c := range children {
 		room.ChildrenState = append(room.ChildrenState, c.stripped)
+		if !slices.Contains(ans.InaccessibleChildren, c.roomID) {
+			walkInto = append(walkInto, c)
+		}
 	}
-	return &room, children, nil
+	return &room, walkInto, nil
 }
 
 // FederationHierarchy answers origin's GET
