@@ -99,8 +99,6 @@ type Spaces struct {
 	db     *store.DB
 	remote HierarchyRemote
 	log    *slog.Logger
-	// Now is the clock (tests); time.Now when nil.
-	Now func() time.Time
 
 	mu       sync.Mutex
 	answers  map[answerKey]answer
@@ -114,13 +112,6 @@ func NewSpaces(rooms *Service, remote HierarchyRemote, log *slog.Logger) *Spaces
 		rooms: rooms, db: rooms.db, remote: remote, log: log,
 		answers: map[answerKey]answer{}, sessions: map[string]session{},
 	}
-}
-
-func (sp *Spaces) now() time.Time {
-	if sp.Now != nil {
-		return sp.Now()
-	}
-	return time.Now()
 }
 
 // HierarchyRequest is a client's GET /hierarchy.
@@ -233,7 +224,7 @@ func (sp *Spaces) checkRoot(ctx context.Context, v viewer, roomID id.RoomID, sug
 			return err
 		}
 		if ok, err := sp.maySee(ctx, v, &info.RoomSummary, true); err != nil || !ok {
-			return cmp(err, forbidden)
+			return orErr(err, forbidden)
 		}
 		return nil
 	}
@@ -245,13 +236,13 @@ func (sp *Spaces) checkRoot(ctx context.Context, v viewer, roomID id.RoomID, sug
 		return forbidden
 	}
 	if ok, err := sp.maySee(ctx, v, &ans.Room.RoomSummary, false); err != nil || !ok {
-		return cmp(err, forbidden)
+		return orErr(err, forbidden)
 	}
 	return nil
 }
 
-// cmp returns err if not nil, else alt.
-func cmp(err, alt error) error {
+// orErr returns err if not nil, else alt.
+func orErr(err, alt error) error {
 	if err != nil {
 		return err
 	}
@@ -401,7 +392,7 @@ func (sp *Spaces) FederationHierarchy(ctx context.Context, origin string, roomID
 		return nil, err
 	}
 	if ok, err := sp.maySee(ctx, v, &info.RoomSummary, true); err != nil || !ok {
-		return nil, cmp(err, notFound)
+		return nil, orErr(err, notFound)
 	}
 	out := &federation.HierarchyResponse{Room: info.HierarchyRoom, Children: []federation.RoomSummary{}, InaccessibleChildren: []id.RoomID{}}
 	for _, c := range info.children {
@@ -459,7 +450,7 @@ func (sp *Spaces) Summary(ctx context.Context, user id.UserID, roomID id.RoomID,
 			return nil, err
 		}
 		if ok, err := sp.maySee(ctx, v, &info.RoomSummary, true); err != nil || !ok {
-			return nil, cmp(err, notFound)
+			return nil, orErr(err, notFound)
 		}
 		out.RoomSummary = info.RoomSummary
 	} else {
@@ -473,7 +464,7 @@ func (sp *Spaces) Summary(ctx context.Context, user id.UserID, roomID id.RoomID,
 			return nil, notFound
 		}
 		if ok, err := sp.maySee(ctx, v, &ans.Room.RoomSummary, false); err != nil || !ok {
-			return nil, cmp(err, notFound)
+			return nil, orErr(err, notFound)
 		}
 		out.RoomSummary = ans.Room.RoomSummary
 	}
@@ -482,16 +473,12 @@ func (sp *Spaces) Summary(ctx context.Context, user id.UserID, roomID id.RoomID,
 		if err != nil {
 			return nil, err
 		}
-		out.Membership = cmpStr(m, Leave)
+		if m == "" {
+			m = Leave
+		}
+		out.Membership = m
 	}
 	return &out, nil
-}
-
-func cmpStr(s, alt string) string {
-	if s != "" {
-		return s
-	}
-	return alt
 }
 
 // resident reports whether a local user is joined to the room: its state
@@ -784,7 +771,7 @@ func (sp *Spaces) ask(ctx context.Context, roomID id.RoomID, servers []string, s
 		return nil, nil
 	}
 	key := answerKey{roomID, suggestedOnly}
-	now := sp.now()
+	now := time.Now()
 	sp.mu.Lock()
 	a, ok := sp.answers[key]
 	sp.mu.Unlock()
@@ -888,7 +875,7 @@ func (sp *Spaces) takeSession(token string, user id.UserID) *walk {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	s, ok := sp.sessions[token]
-	if !ok || s.user != user || !sp.now().Before(s.until) {
+	if !ok || s.user != user || !time.Now().Before(s.until) {
 		return nil
 	}
 	delete(sp.sessions, token)
@@ -896,7 +883,7 @@ func (sp *Spaces) takeSession(token string, user id.UserID) *walk {
 }
 
 func (sp *Spaces) putSession(token string, user id.UserID, w *walk) {
-	now := sp.now()
+	now := time.Now()
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	if len(sp.sessions) >= maxSessions {
