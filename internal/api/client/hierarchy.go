@@ -80,7 +80,9 @@ func (a *API) roomSummary(w http.ResponseWriter, r *http.Request) error {
 // GET /_matrix/client/unstable/im.nheko.summary/summary/{roomIdOrAlias}?via=
 //
 // Also .../rooms/{roomIdOrAlias}/summary. MSC3266 named the room version
-// and encryption fields im.nheko.summary.*; both forms are given.
+// and encryption fields im.nheko.summary.*: the stable fields come with
+// im.nheko.summary.room_version (matrix-js-sdk's name),
+// im.nheko.summary.version (Synapse's) and im.nheko.summary.encryption.
 func (a *API) roomSummaryUnstable(w http.ResponseWriter, r *http.Request) error {
 	s, err := a.summary(r)
 	if err != nil {
@@ -88,9 +90,10 @@ func (a *API) roomSummaryUnstable(w http.ResponseWriter, r *http.Request) error 
 	}
 	return api.OK(w, struct {
 		*room.Summary
-		Version    string `json:"im.nheko.summary.version,omitempty"`
-		Encryption string `json:"im.nheko.summary.encryption,omitempty"`
-	}{s, s.RoomVersion, s.Encryption})
+		RoomVersion string `json:"im.nheko.summary.room_version,omitempty"`
+		Version     string `json:"im.nheko.summary.version,omitempty"`
+		Encryption  string `json:"im.nheko.summary.encryption,omitempty"`
+	}{s, s.RoomVersion, s.RoomVersion, s.Encryption})
 }
 
 // summary resolves the room (an alias through the directory, whose

@@ -285,7 +285,7 @@ func TestSpaceHierarchy(t *testing.T) {
 			for _, p := range []string{"/_matrix/client/unstable/im.nheko.summary/summary/" + url.PathEscape("#pubroom:"+sn),
 				"/_matrix/client/unstable/im.nheko.summary/rooms/" + url.PathEscape(pub) + "/summary"} {
 				m := hstest.MustOK(t, bob.Do(t, "GET", p, nil))
-				if m["room_id"] != pub || m["room_version"] == nil || m["im.nheko.summary.version"] != m["room_version"] || m["membership"] != "leave" {
+				if m["room_id"] != pub || m["room_version"] == nil || m["im.nheko.summary.version"] != m["room_version"] || m["im.nheko.summary.room_version"] != m["room_version"] || m["membership"] != "leave" {
 					t.Errorf("GET %s = %v", p, m)
 				}
 			}
