@@ -439,11 +439,6 @@ func (s *Service) prepare(ctx context.Context, ev *store.Event) (*pending, error
 	return p, nil
 }
 
-// Flush is a no-op kept for callers of the time when notification rows
-// were written in the background: they are now written in the
-// transaction of their event (Prepare), so there is nothing to wait for.
-func (s *Service) Flush(ctx context.Context) error { return nil }
-
 // maxThreadHops bounds the walk from a relation to its thread root
 // (client-server API, "Receiving notifications": a maximum of 3 hops).
 const maxThreadHops = 3

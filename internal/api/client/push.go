@@ -326,11 +326,6 @@ func (a *API) getNotifications(w http.ResponseWriter, r *http.Request) error {
 		from = n
 	}
 	who := Who(r)
-	if a.svc.Push != nil {
-		if err := a.svc.Push.Flush(r.Context()); err != nil {
-			return err
-		}
-	}
 	db := a.svc.Rooms.DB()
 	rows, err := db.Notifications(r.Context(), who.UserID, from, limit, q.Get("only") == "highlight")
 	if err != nil {
