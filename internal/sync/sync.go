@@ -239,7 +239,7 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 				}
 				return s.empty(ctx, req, since, waitFrom)
 			}
-			rooms, err := s.wakeRooms(ctx, req.User)
+			rooms, err := s.wakeRoomsFrom(ctx, req.User, waitFrom.Stream)
 			if err != nil {
 				return nil, err
 			}
@@ -259,6 +259,28 @@ func (s *Service) Sync(ctx context.Context, req Request) (*Response, error) {
 // is joined to. Its own membership changes wake it as a user.
 func (s *Service) wakeRooms(ctx context.Context, user id.UserID) ([]id.RoomID, error) {
 	return s.db.JoinedRoomIDs(ctx, user)
+}
+
+// wakeRoomsFrom is wakeRooms for a wait from stream position from. The
+// rooms come from the user's cached memberships (members.go) when those are as of
+// from or later, as they are after the sync that gave the client its
+// token: a membership change after them wakes the user by itself, so the
+// list cannot miss a room the user joined since. Otherwise (another
+// process answered that sync) they are read.
+func (s *Service) wakeRoomsFrom(ctx context.Context, user id.UserID, from int64) ([]id.RoomID, error) {
+	s.members.mu.Lock()
+	c := s.members.m[user]
+	s.members.mu.Unlock()
+	if c == nil || c.at < from {
+		return s.db.JoinedRoomIDs(ctx, user)
+	}
+	rooms := make([]id.RoomID, 0, len(c.rooms))
+	for r, m := range c.rooms {
+		if m.Membership == room.Join {
+			rooms = append(rooms, r)
+		}
+	}
+	return rooms, nil
 }
 
 // filter loads the request's filter: inline JSON or a stored filter's ID.
