@@ -416,3 +416,84 @@ func (db *DB) RoomBlock(ctx context.Context, roomID id.RoomID) (BlockedRoom, err
 	})
 	return b, err
 }
+
+// RoomDeletion is the outcome of an admin's deletion of a room.
+type RoomDeletion struct {
+	DeleteID string
+	RoomID   id.RoomID
+	Status   string // complete or failed
+	Error    string
+	// Result is the JSON of what the shutdown did (Synapse's
+	// shutdown_room object).
+	Result    json.RawMessage
+	CreatedTS int64
+}
+
+// AddRoomDeletion records a deletion, and forgets those older than
+// keepSince (ms).
+func (db *DB) AddRoomDeletion(ctx context.Context, d RoomDeletion, keepSince int64) error {
+	if d.CreatedTS == 0 {
+		d.CreatedTS = nowMS()
+	}
+	return db.WithTx(ctx, "add_room_deletion", func(tx *Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM room_deletions WHERE created_ts < $1`, keepSince); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO room_deletions (delete_id, room_id, status, error, result, created_ts)
+			VALUES ($1, $2, $3, $4, $5, $6)`, d.DeleteID, string(d.RoomID), d.Status, nullString(d.Error), []byte(d.Result), d.CreatedTS)
+		return err
+	})
+}
+
+const roomDeletionCols = `delete_id, room_id, status, error, result, created_ts`
+
+func scanRoomDeletions(rows *sql.Rows, err error) ([]RoomDeletion, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []RoomDeletion
+	for rows.Next() {
+		var d RoomDeletion
+		var e sql.NullString
+		var res []byte
+		if err := rows.Scan(&d.DeleteID, &d.RoomID, &d.Status, &e, &res, &d.CreatedTS); err != nil {
+			return nil, err
+		}
+		d.Error, d.Result = e.String, res
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// RoomDeletion returns a deletion recorded since since (ms), or
+// ErrNotFound.
+func (db *DB) RoomDeletion(ctx context.Context, deleteID string, since int64) (RoomDeletion, error) {
+	var out []RoomDeletion
+	err := db.read(ctx, "room_deletion", func(q querier) error {
+		var err error
+		out, err = scanRoomDeletions(q.QueryContext(ctx, `SELECT `+roomDeletionCols+` FROM room_deletions
+			WHERE delete_id = $1 AND created_ts >= $2`, deleteID, since))
+		return err
+	})
+	if err == nil && len(out) == 0 {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return RoomDeletion{}, err
+	}
+	return out[0], nil
+}
+
+// RoomDeletions lists the deletions of a room recorded since since (ms),
+// oldest first.
+func (db *DB) RoomDeletions(ctx context.Context, roomID id.RoomID, since int64) ([]RoomDeletion, error) {
+	var out []RoomDeletion
+	err := db.read(ctx, "room_deletions", func(q querier) error {
+		var err error
+		out, err = scanRoomDeletions(q.QueryContext(ctx, `SELECT `+roomDeletionCols+` FROM room_deletions
+			WHERE room_id = $1 AND created_ts >= $2 ORDER BY created_ts, delete_id`, string(roomID), since))
+		return err
+	})
+	return out, err
+}

@@ -222,3 +222,32 @@ func TestBlockedRooms(t *testing.T) {
 		}
 	})
 }
+
+func TestRoomDeletions(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		add := func(d store.RoomDeletion, keepSince int64) {
+			t.Helper()
+			if err := db.AddRoomDeletion(ctx, d, keepSince); err != nil {
+				t.Fatalf("AddRoomDeletion(%s): %v", d.DeleteID, err)
+			}
+		}
+		add(store.RoomDeletion{DeleteID: "old", RoomID: "!a:hs", Status: "complete", Result: json.RawMessage(`{}`), CreatedTS: 10}, 0)
+		add(store.RoomDeletion{DeleteID: "d1", RoomID: "!a:hs", Status: "complete", Result: json.RawMessage(`{"kicked_users":[]}`), CreatedTS: 100}, 50)
+		add(store.RoomDeletion{DeleteID: "d2", RoomID: "!a:hs", Status: "failed", Error: "boom", Result: json.RawMessage(`{}`), CreatedTS: 200}, 50)
+		if _, err := db.RoomDeletion(ctx, "old", 0); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("RoomDeletion(old) = %v, want ErrNotFound: pruned", err)
+		}
+		d, err := db.RoomDeletion(ctx, "d2", 0)
+		if err != nil || d.Status != "failed" || d.Error != "boom" || d.RoomID != "!a:hs" {
+			t.Errorf("RoomDeletion(d2) = %+v, %v", d, err)
+		}
+		if _, err := db.RoomDeletion(ctx, "d1", 150); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("RoomDeletion(d1, since 150) = %v, want ErrNotFound", err)
+		}
+		ds, err := db.RoomDeletions(ctx, "!a:hs", 0)
+		if err != nil || len(ds) != 2 || ds[0].DeleteID != "d1" || string(ds[0].Result) != `{"kicked_users":[]}` {
+			t.Errorf("RoomDeletions = %+v, %v; want d1, d2", ds, err)
+		}
+	})
+}

@@ -153,6 +153,10 @@ func (a *API) doJoin(w http.ResponseWriter, r *http.Request, roomID id.RoomID, a
 		return err
 	}
 	who := Who(r)
+	// A room a server admin blocked (admin_rooms.go).
+	if err := a.svc.Rooms.CheckNotBlocked(r.Context(), roomID); err != nil {
+		return err
+	}
 	if who.IsGuest {
 		// Guests may join only rooms that allow them (client-server API,
 		// "Guest access").

@@ -68,4 +68,6 @@ func (a *API) Routes(rt *api.Router) {
 	rt.Handle("GET "+s+"/v1/registration_tokens/{token}", a.admin(a.getRegistrationToken))
 	rt.Handle("PUT "+s+"/v1/registration_tokens/{token}", a.admin(a.putRegistrationToken))
 	rt.Handle("DELETE "+s+"/v1/registration_tokens/{token}", a.admin(a.deleteRegistrationToken))
+	a.adminUserRoutes(rt) // admin_users.go: users, devices, sessions, deactivation, passwords
+	a.adminRoomRoutes(rt) // admin_rooms.go: rooms, members, state, block, delete
 }
