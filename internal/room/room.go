@@ -212,12 +212,23 @@ type Draft struct {
 // authorization rules refuse the event (including when the sender is not
 // in the room), M_NOT_FOUND for an unknown room, M_BAD_JSON or M_TOO_LARGE
 // for an invalid one.
+//
+// A send with a transaction ID that already names an event returns that
+// event. It is not looked up before the send, which would cost every send
+// a read for the rare retry: the retry's transaction-ID row conflicts
+// with the first one's (store.ErrConflict), and a send that fails for any
+// other reason (the sender has left since, say) looks the ID up then.
 func (s *Service) Send(ctx context.Context, sender id.UserID, roomID id.RoomID, d Draft) (*store.Event, error) {
-	if d.Txn != nil {
-		if ev, err := s.txnEvent(ctx, *d.Txn); err == nil {
-			return ev, nil
+	ev, err := s.send(ctx, sender, roomID, d)
+	if err != nil && d.Txn != nil {
+		if prev, terr := s.txnEvent(ctx, *d.Txn); terr == nil {
+			return prev, nil
 		}
 	}
+	return ev, err
+}
+
+func (s *Service) send(ctx context.Context, sender id.UserID, roomID id.RoomID, d Draft) (*store.Event, error) {
 	rs, err := s.lock(ctx, roomID)
 	if errors.Is(err, ErrUnknownRoom) {
 		return nil, mxerr.Forbidden("You are not in room %s", roomID)

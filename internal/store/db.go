@@ -30,7 +30,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
+
+	"maunium.net/go/mautrix/id"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" driver
@@ -84,6 +87,9 @@ type DB struct {
 	// wstmts and rstmts cache prepared statements on SQLite (nil on
 	// PostgreSQL; see stmtcache.go).
 	wstmts, rstmts *stmtCache
+	// roomNIDs caches room_id → room_nid (id.RoomID → int64) for rooms
+	// read in committed transactions (see Tx.roomNID).
+	roomNIDs sync.Map
 }
 
 // Open opens (creating if needed) the database and applies pending migrations.
@@ -193,6 +199,17 @@ type Tx struct {
 	*sql.Tx
 	dialect Dialect
 	stmts   *stmtCache
+	db      *DB
+	// newNIDs are the room numbers read in this transaction, for
+	// db.roomNIDs once it commits.
+	newNIDs map[id.RoomID]int64
+}
+
+// committed runs what waits for the transaction's commit.
+func (tx *Tx) committed() {
+	for r, nid := range tx.newNIDs {
+		tx.db.roomNIDs.Store(r, nid)
+	}
 }
 
 // WithTx runs fn in one write transaction, committing when fn returns nil and
@@ -206,12 +223,14 @@ func (db *DB) WithTx(ctx context.Context, op string, fn func(tx *Tx) error) (err
 		return fmt.Errorf("%s: begin: %w", op, err)
 	}
 	defer sqlTx.Rollback()
-	if err := fn(&Tx{Tx: sqlTx, dialect: db.dialect, stmts: db.wstmts}); err != nil {
+	tx := &Tx{Tx: sqlTx, dialect: db.dialect, stmts: db.wstmts, db: db}
+	if err := fn(tx); err != nil {
 		return err
 	}
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("%s: commit: %w", op, err)
 	}
+	tx.committed()
 	return nil
 }
 

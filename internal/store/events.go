@@ -89,7 +89,7 @@ type NewEvent struct {
 // the event is already stored (or its Txn is taken).
 func (tx *Tx) PersistEvent(ctx context.Context, ne NewEvent) (int64, error) {
 	p := ne.PDU
-	roomNID, err := roomNID(ctx, tx, p.RoomID())
+	roomNID, err := tx.roomNID(ctx, p.RoomID())
 	if err != nil {
 		return 0, fmt.Errorf("room of %s: %w", p.EventID(), err)
 	}
@@ -118,12 +118,18 @@ func (tx *Tx) PersistEvent(ctx context.Context, ne NewEvent) (int64, error) {
 	}
 	// The snapshot names events by their rows: one that holds this event
 	// is written after the event's row, others (a message's, which reuses
-	// its predecessor's) before it, so that the row is written once.
+	// its predecessor's) before it, so that the row is written once. A
+	// message of a linear room reuses its base's snapshot, read by the
+	// INSERT itself ($18): one statement less per message.
 	selfInState := false
 	for _, v := range ne.StateChanges {
 		selfInState = selfInState || v == p.EventID()
 	}
-	if !ne.Outlier && !selfInState {
+	var baseSnap sql.NullString
+	reuseBase := !ne.Outlier && len(ne.StateChanges) == 0 && ne.StateBase != ""
+	if reuseBase {
+		baseSnap = sql.NullString{String: string(ne.StateBase), Valid: true}
+	} else if !ne.Outlier && !selfInState {
 		if snap, err = tx.writeSnapshot(ctx, roomNID, ne.StateBase, ne.StateChanges); err != nil {
 			return 0, fmt.Errorf("state after %s: %w", p.EventID(), err)
 		}
@@ -132,11 +138,12 @@ func (tx *Tx) PersistEvent(ctx context.Context, ne NewEvent) (int64, error) {
 	var nid int64
 	err = tx.QueryRowContext(ctx, `INSERT INTO events (event_id, room_nid, type, state_key, sender, depth, origin_ts, stream_pos,
 			json, unsigned, replaces, rejected, soft_failed, relates_to, rel_type, rel_key, state_snapshot)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-		ON CONFLICT (event_id) DO NOTHING RETURNING event_nid`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+			COALESCE($17, (SELECT b.state_snapshot FROM events b WHERE b.event_id = $18)))
+		ON CONFLICT (event_id) DO NOTHING RETURNING event_nid, state_snapshot`,
 		string(p.EventID()), roomNID, p.Type(), p.StateKey(), string(p.Sender()), p.Depth(), p.OriginServerTS(), pos,
 		p.JSON(), ne.Added, nullString(string(ne.Replaces)), ne.Rejected, ne.SoftFailed,
-		nullString(relTo), nullString(relType), nullString(relKey), snap).Scan(&nid)
+		nullString(relTo), nullString(relType), nullString(relKey), snap, baseSnap).Scan(&nid, &snap)
 	// ON CONFLICT, not a caught unique violation: on PostgreSQL that would
 	// abort the transaction, and callers go on after ErrConflict.
 	if errors.Is(err, sql.ErrNoRows) || isUniqueViolation(err) {
@@ -144,6 +151,10 @@ func (tx *Tx) PersistEvent(ctx context.Context, ne NewEvent) (int64, error) {
 	}
 	if err != nil {
 		return 0, fmt.Errorf("insert event %s: %w", p.EventID(), err)
+	}
+	if reuseBase && !snap.Valid {
+		// The caller rolls back: the row written above goes with it.
+		return 0, fmt.Errorf("state after %s: base %s is unknown or an outlier", p.EventID(), ne.StateBase)
 	}
 	if !ne.Outlier && selfInState {
 		if snap, err = tx.writeSnapshot(ctx, roomNID, ne.StateBase, ne.StateChanges); err != nil {
@@ -154,30 +165,60 @@ func (tx *Tx) PersistEvent(ctx context.Context, ne NewEvent) (int64, error) {
 		}
 	}
 	if !ne.Outlier {
-		if _, err := tx.ExecContext(ctx, `UPDATE rooms SET max_depth = $2 WHERE room_nid = $1 AND max_depth < $2`, roomNID, p.Depth()); err != nil {
-			return 0, err
-		}
+		// max_depth and bump_pos in one statement (0 never bumps).
+		var bump int64
 		if !ne.Backfilled && !ne.Rejected && !ne.SoftFailed && slices.Contains(SlidingBumpTypes, p.Type()) {
-			if _, err := tx.ExecContext(ctx, `UPDATE rooms SET bump_pos = $2 WHERE room_nid = $1 AND bump_pos < $2`, roomNID, pos.Int64); err != nil {
-				return 0, err
-			}
+			bump = pos.Int64
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE rooms SET max_depth = CASE WHEN max_depth < $2 THEN $2 ELSE max_depth END,
+				bump_pos = CASE WHEN bump_pos < $3 THEN $3 ELSE bump_pos END
+			WHERE room_nid = $1 AND (max_depth < $2 OR bump_pos < $3)`, roomNID, p.Depth(), bump); err != nil {
+			return 0, err
 		}
 	}
 	if ne.Extremities != nil {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM room_extremities WHERE room_nid = $1`, roomNID); err != nil {
+		if err := tx.setExtremities(ctx, roomNID, ne.Extremities, p.EventID(), nid); err != nil {
 			return 0, err
-		}
-		for _, x := range ne.Extremities {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO room_extremities (room_nid, event_nid)
-				SELECT $1, event_nid FROM events WHERE event_id = $2`, roomNID, string(x)); err != nil {
-				return 0, fmt.Errorf("extremity %s: %w", x, err)
-			}
 		}
 	}
 	if err := tx.applyCurrent(ctx, roomNID, ne.CurrentChanges, pos.Int64); err != nil {
 		return 0, err
 	}
 	return pos.Int64, nil
+}
+
+// setExtremities makes xs the room's forward extremities. self and
+// selfNID name the event being persisted, whose row number is known. The
+// common case, a linear room whose one extremity gives way to the new
+// event, is one UPDATE of that one row (fewer statements and dirty pages
+// than emptying the room's rows and inserting again).
+func (tx *Tx) setExtremities(ctx context.Context, roomNID int64, xs []id.EventID, self id.EventID, selfNID int64) error {
+	if len(xs) == 1 && xs[0] == self {
+		res, err := tx.ExecContext(ctx, `UPDATE room_extremities SET event_nid = $2
+			WHERE room_nid = $1 AND (SELECT COUNT(*) FROM room_extremities c WHERE c.room_nid = $1) = 1`, roomNID, selfNID)
+		if err != nil {
+			return fmt.Errorf("extremity %s: %w", self, err)
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 1 {
+			return nil
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM room_extremities WHERE room_nid = $1`, roomNID); err != nil {
+		return err
+	}
+	for _, x := range xs {
+		var err error
+		if x == self {
+			_, err = tx.ExecContext(ctx, `INSERT INTO room_extremities (room_nid, event_nid) VALUES ($1, $2)`, roomNID, selfNID)
+		} else {
+			_, err = tx.ExecContext(ctx, `INSERT INTO room_extremities (room_nid, event_nid)
+				SELECT $1, event_nid FROM events WHERE event_id = $2`, roomNID, string(x))
+		}
+		if err != nil {
+			return fmt.Errorf("extremity %s: %w", x, err)
+		}
+	}
+	return nil
 }
 
 // applyCurrent changes the room's current state and its memberships.

@@ -96,6 +96,26 @@ func (db *DB) Extremities(ctx context.Context, roomID id.RoomID) ([]id.EventID, 
 	return out, err
 }
 
+// roomNID returns the numeric ID of a room in the transaction, or
+// ErrNotFound. Rooms are never renumbered nor deleted, so a number read in
+// a transaction that commits is good for the life of the DB, in every
+// process sharing the database: it is kept in db.roomNIDs once the
+// transaction has committed (WithTx), and read from there first.
+func (tx *Tx) roomNID(ctx context.Context, roomID id.RoomID) (int64, error) {
+	if v, ok := tx.db.roomNIDs.Load(roomID); ok {
+		return v.(int64), nil
+	}
+	nid, err := roomNID(ctx, tx, roomID)
+	if err != nil {
+		return 0, err
+	}
+	if tx.newNIDs == nil {
+		tx.newNIDs = make(map[id.RoomID]int64, 1)
+	}
+	tx.newNIDs[roomID] = nid
+	return nid, nil
+}
+
 // roomNID returns the numeric ID of a room, or ErrNotFound.
 func roomNID(ctx context.Context, q querier, roomID id.RoomID) (int64, error) {
 	var nid int64
