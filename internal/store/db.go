@@ -31,6 +31,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"maunium.net/go/mautrix/id"
@@ -90,6 +91,8 @@ type DB struct {
 	// roomNIDs caches room_id → room_nid (id.RoomID → int64) for rooms
 	// read in committed transactions (see Tx.roomNID).
 	roomNIDs sync.Map
+	// group shares write transactions on SQLite (nil on PostgreSQL).
+	group *groupCommit
 }
 
 // Open opens (creating if needed) the database and applies pending migrations.
@@ -153,6 +156,7 @@ func (db *DB) openSQLite(o Options) error {
 	r.SetConnMaxLifetime(0)
 	db.w, db.r = w, r
 	db.wstmts, db.rstmts = newStmtCache(w, true), newStmtCache(r, false)
+	db.group = &groupCommit{db: db}
 	return nil
 }
 
@@ -200,6 +204,9 @@ type Tx struct {
 	dialect Dialect
 	stmts   *stmtCache
 	db      *DB
+	// ctx, if set, replaces the context of every statement (a grouped
+	// transaction's: see groupCommit).
+	ctx context.Context
 	// newNIDs are the room numbers read in this transaction, for
 	// db.roomNIDs once it commits.
 	newNIDs map[id.RoomID]int64
@@ -213,10 +220,19 @@ func (tx *Tx) committed() {
 }
 
 // WithTx runs fn in one write transaction, committing when fn returns nil and
-// rolling back otherwise. op names the operation for metrics.
+// rolling back otherwise. op names the operation for metrics. It returns
+// only once the outcome is durable: after the commit (or the rollback).
+//
+// On SQLite, calls that arrive while another commits share one
+// transaction (group commit, see groupCommit): fn then runs inside a
+// savepoint, and an error rolls back only its own work. fn must not keep
+// tx after it returns nor wait for another WithTx call.
 func (db *DB) WithTx(ctx context.Context, op string, fn func(tx *Tx) error) (err error) {
 	start := time.Now()
 	defer func() { db.observe(op, time.Since(start), err) }()
+	if db.group != nil {
+		return db.group.do(ctx, op, fn)
+	}
 	db.wstmts.preparePending(ctx)
 	sqlTx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -232,6 +248,166 @@ func (db *DB) WithTx(ctx context.Context, op string, fn func(tx *Tx) error) (err
 	}
 	tx.committed()
 	return nil
+}
+
+// groupCommit shares SQLite's one write transaction between the WithTx
+// calls that queue up while a commit is under way. On SQLite a commit
+// (writing the WAL frames) costs about as much as a message's statements;
+// sends into different rooms, each holding only its room's lock, meet
+// here and pay for one commit together.
+//
+// The first caller to find no batch running leads: it takes every queued
+// call, runs each fn in turn inside SAVEPOINT (an fn that fails is rolled
+// back to it and gets its error; the others keep their work), commits
+// once, hands the lead to the first call queued meanwhile, and wakes the
+// callers of its batch, which return only now, after the commit: an
+// acknowledged write survives a killed process. A batch of one runs
+// without savepoints.
+//
+// Statements of a grouped fn run on a context without cancellation: on
+// SQLite, interrupting a write statement may roll back the whole
+// transaction, the other callers' work with it. A caller whose context is
+// done before its fn starts gets ctx.Err() and its fn is not run.
+//
+// PostgreSQL does not group: its connections commit in parallel.
+type groupCommit struct {
+	db      *DB
+	mu      sync.Mutex
+	leading bool
+	queue   []*txCall
+	// batches and calls count what ran, for benchmarks.
+	batches, calls atomic.Int64
+}
+
+type txCall struct {
+	ctx context.Context
+	op  string
+	fn  func(*Tx) error
+	tx  *Tx
+	err error
+	// panicked holds what fn panicked with, re-raised in the caller.
+	panicked any
+	// wake gets true to lead the next batch, false once the call is done.
+	wake chan bool
+}
+
+func (g *groupCommit) do(ctx context.Context, op string, fn func(*Tx) error) error {
+	c := &txCall{ctx: ctx, op: op, fn: fn, wake: make(chan bool, 1)}
+	g.mu.Lock()
+	g.queue = append(g.queue, c)
+	lead := !g.leading
+	g.leading = true
+	g.mu.Unlock()
+	if !lead {
+		lead = <-c.wake
+	}
+	if lead {
+		g.lead(c)
+	}
+	if c.panicked != nil {
+		panic(c.panicked)
+	}
+	return c.err
+}
+
+// lead runs one batch, which holds self, and passes the lead on.
+func (g *groupCommit) lead(self *txCall) {
+	g.mu.Lock()
+	batch := g.queue
+	g.queue = nil
+	g.mu.Unlock()
+	g.batches.Add(1)
+	g.calls.Add(int64(len(batch)))
+	g.run(batch)
+	g.mu.Lock()
+	var next *txCall
+	if len(g.queue) > 0 {
+		next = g.queue[0]
+	} else {
+		g.leading = false
+	}
+	g.mu.Unlock()
+	if next != nil {
+		next.wake <- true
+	}
+	for _, c := range batch {
+		if c != self {
+			c.wake <- false
+		}
+	}
+}
+
+// run runs a batch in one transaction and sets each call's outcome.
+func (g *groupCommit) run(batch []*txCall) {
+	db := g.db
+	bctx := context.WithoutCancel(batch[0].ctx)
+	fail := func(err error) {
+		for _, c := range batch {
+			if c.err == nil && c.panicked == nil {
+				c.err = fmt.Errorf("%s: %w", c.op, err)
+			}
+		}
+	}
+	db.wstmts.preparePending(bctx)
+	sqlTx, err := db.w.BeginTx(bctx, nil)
+	if err != nil {
+		fail(fmt.Errorf("begin: %w", err))
+		return
+	}
+	defer sqlTx.Rollback()
+	grouped := len(batch) > 1
+	base := &Tx{Tx: sqlTx, dialect: db.dialect, stmts: db.wstmts, db: db, ctx: bctx}
+	done := 0
+	for _, c := range batch {
+		if err := c.ctx.Err(); err != nil {
+			c.err = err
+			continue
+		}
+		if grouped {
+			if _, err := base.ExecContext(bctx, `SAVEPOINT grouped`); err != nil {
+				fail(fmt.Errorf("savepoint: %w", err))
+				return
+			}
+		}
+		c.tx = &Tx{Tx: sqlTx, dialect: db.dialect, stmts: db.wstmts, db: db, ctx: bctx}
+		c.err, c.panicked = runFn(c.fn, c.tx)
+		if c.err == nil && c.panicked == nil {
+			done++
+		} else if !grouped {
+			return // the deferred rollback
+		} else if _, err := base.ExecContext(bctx, `ROLLBACK TO grouped`); err != nil {
+			fail(fmt.Errorf("roll back to savepoint: %w", err))
+			return
+		}
+		if grouped {
+			if _, err := base.ExecContext(bctx, `RELEASE grouped`); err != nil {
+				fail(fmt.Errorf("release savepoint: %w", err))
+				return
+			}
+		}
+	}
+	if done == 0 {
+		return
+	}
+	if err := sqlTx.Commit(); err != nil {
+		fail(fmt.Errorf("commit: %w", err))
+		return
+	}
+	for _, c := range batch {
+		if c.err == nil && c.panicked == nil && c.tx != nil {
+			c.tx.committed()
+		}
+	}
+}
+
+// runFn runs fn, turning a panic into a value for its caller to re-raise.
+func runFn(fn func(*Tx) error, tx *Tx) (err error, panicked any) {
+	defer func() {
+		if p := recover(); p != nil {
+			panicked = p
+		}
+	}()
+	return fn(tx), nil
 }
 
 // read runs a read-only query function against the read pool and times it.

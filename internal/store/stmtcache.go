@@ -128,6 +128,9 @@ func (c *stmtCache) close() {
 // ExecContext runs a statement in the transaction, prepared once per
 // connection on SQLite.
 func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if tx.ctx != nil {
+		ctx = tx.ctx
+	}
 	if st := tx.stmts.get(ctx, query); st != nil {
 		return tx.Tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 	}
@@ -136,6 +139,9 @@ func (tx *Tx) ExecContext(ctx context.Context, query string, args ...any) (sql.R
 
 // QueryContext runs a query in the transaction (see ExecContext).
 func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if tx.ctx != nil {
+		ctx = tx.ctx
+	}
 	if st := tx.stmts.get(ctx, query); st != nil {
 		return tx.Tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 	}
@@ -145,6 +151,9 @@ func (tx *Tx) QueryContext(ctx context.Context, query string, args ...any) (*sql
 // QueryRowContext runs a one-row query in the transaction (see
 // ExecContext).
 func (tx *Tx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if tx.ctx != nil {
+		ctx = tx.ctx
+	}
 	if st := tx.stmts.get(ctx, query); st != nil {
 		return tx.Tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 	}
