@@ -93,6 +93,10 @@ type DB struct {
 	roomNIDs sync.Map
 	// group shares write transactions on SQLite (nil on PostgreSQL).
 	group *groupCommit
+	// unindexed counts, on SQLite, the events persisted and not yet
+	// known to be in the search index, to batch their indexing (see
+	// searchindex.go).
+	unindexed atomic.Int64
 }
 
 // Open opens (creating if needed) the database and applies pending migrations.
@@ -210,12 +214,18 @@ type Tx struct {
 	// newNIDs are the room numbers read in this transaction, for
 	// db.roomNIDs once it commits.
 	newNIDs map[id.RoomID]int64
+	// indexed is how many pending events indexSearch covered in this
+	// transaction, for db.unindexed once it commits.
+	indexed int64
 }
 
 // committed runs what waits for the transaction's commit.
 func (tx *Tx) committed() {
 	for r, nid := range tx.newNIDs {
 		tx.db.roomNIDs.Store(r, nid)
+	}
+	if tx.indexed > 0 {
+		tx.db.unindexed.Add(-tx.indexed)
 	}
 }
 

@@ -152,6 +152,11 @@ func (tx *Tx) PersistEvent(ctx context.Context, ne NewEvent) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("insert event %s: %w", p.EventID(), err)
 	}
+	if !ne.Outlier {
+		if err := tx.noteUnindexed(ctx); err != nil {
+			return 0, err
+		}
+	}
 	if reuseBase && !snap.Valid {
 		// The caller rolls back: the row written above goes with it.
 		return 0, fmt.Errorf("state after %s: base %s is unknown or an outlier", p.EventID(), ne.StateBase)

@@ -66,6 +66,9 @@ type SearchHit struct {
 // "The search will not include rooms that are end to end encrypted");
 // visibility to the searcher is the caller's business.
 func (db *DB) SearchEvents(ctx context.Context, q SearchQuery) ([]SearchHit, error) {
+	if err := db.indexPending(ctx); err != nil { // searchindex.go
+		return nil, err
+	}
 	sqlText, args, ok := db.searchSQL(q, false)
 	if !ok {
 		return nil, nil
@@ -117,6 +120,9 @@ func (db *DB) SearchEvents(ctx context.Context, q SearchQuery) ([]SearchHit, err
 // CountSearch counts the events a search matches (ignoring order, offset
 // and limit).
 func (db *DB) CountSearch(ctx context.Context, q SearchQuery) (int, error) {
+	if err := db.indexPending(ctx); err != nil { // searchindex.go
+		return 0, err
+	}
 	sqlText, args, ok := db.searchSQL(q, true)
 	if !ok {
 		return 0, nil
