@@ -57,6 +57,10 @@ type Config struct {
 	// (users of other servers then have no keys, and nothing is sent).
 	Remote Remote
 	Queue  Queue
+	// SoleWriter says that no other process writes the database (SQLite):
+	// /sync's to-device and key-count reads may then be answered from what
+	// this process wrote (positions.go).
+	SoleWriter bool
 }
 
 // Service is the E2EE service.
@@ -68,6 +72,7 @@ type Service struct {
 
 	// Per-part state, each declared in its part's file.
 	remote remoteState // remote.go
+	pos    positions   // positions.go
 }
 
 // New returns the service.

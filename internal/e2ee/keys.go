@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -76,6 +77,7 @@ func (s *Service) UploadKeys(ctx context.Context, user id.UserID, device id.Devi
 	if err != nil {
 		return nil, err
 	}
+	defer s.pos.keysChanged(user)
 	err = s.changeDevices(ctx, user, func(tx *store.Tx) ([]id.DeviceID, bool, error) {
 		var changed bool
 		if dk != nil {
@@ -159,6 +161,12 @@ func canonicalKey(raw []byte) ([]byte, error) {
 // KeyCounts returns the device's unclaimed one-time keys per algorithm and
 // the algorithms of its unused fallback keys (sync.OneTimeKeys).
 func (s *Service) KeyCounts(ctx context.Context, user id.UserID, device id.DeviceID) (map[string]int, []string, error) {
+	if s.cfg.SoleWriter {
+		if counts, fallback, ok := s.pos.cachedKeyCounts(user, device); ok {
+			return maps.Clone(counts), slices.Clone(fallback), nil
+		}
+	}
+	gen := s.pos.keyGeneration(user)
 	counts, fallback, err := s.db.KeyCounts(ctx, user, device)
 	if err != nil {
 		return nil, nil, err
@@ -166,6 +174,7 @@ func (s *Service) KeyCounts(ctx context.Context, user id.UserID, device id.Devic
 	if fallback == nil {
 		fallback = []string{}
 	}
+	s.pos.keyCountsRead(user, device, gen, maps.Clone(counts), slices.Clone(fallback))
 	return counts, fallback, nil
 }
 
@@ -406,6 +415,9 @@ func (s *Service) claimLocal(ctx context.Context, want map[id.UserID]map[id.Devi
 		return nil
 	}
 	got, err := s.db.ClaimKeys(ctx, claims)
+	for u := range want {
+		s.pos.keysChanged(u)
+	}
 	if err != nil {
 		return err
 	}
@@ -429,6 +441,7 @@ func (s *Service) DeviceRenamed(ctx context.Context, user id.UserID, device id.D
 // keysDevicesDeleted deletes the keys of deleted devices (nil: all of the
 // user's) and reports the change.
 func (s *Service) keysDevicesDeleted(ctx context.Context, user id.UserID, devices []id.DeviceID) error {
+	defer s.pos.keysChanged(user)
 	return s.changeDevices(ctx, user, func(tx *store.Tx) ([]id.DeviceID, bool, error) {
 		had, err := tx.DeleteDeviceKeys(ctx, user, devices)
 		if err != nil {

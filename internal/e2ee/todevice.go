@@ -169,11 +169,13 @@ func (s *Service) SendToDevice(ctx context.Context, sender id.UserID, device id.
 	}
 
 	slices.SortFunc(local, func(a, b store.ToDeviceRecipient) int { return strings.Compare(a.UserID, b.UserID) })
+	done := s.pos.toDeviceStart()
 	pos, users, err := s.db.PutToDevice(ctx, store.ToDeviceBatch{
 		Sender: string(sender), Type: typ,
 		TxnUser: string(sender), TxnDevice: string(device), TxnID: txnID,
 		Recipients: local,
 	})
+	done(pos, users)
 	if errors.Is(err, store.ErrConflict) {
 		return nil // a concurrent retry of the same request stored it
 	}
@@ -195,9 +197,16 @@ func (s *Service) ToDevice(ctx context.Context, user id.UserID, device id.Device
 	if device == "" {
 		return nil, nil
 	}
+	if s.cfg.SoleWriter && s.pos.toDeviceClean(user, device) {
+		return nil, nil
+	}
 	ms, bumped, err := s.db.ToDeviceSync(ctx, string(user), string(device), since, to, toDeviceSyncLimit)
-	if err != nil || len(ms) == 0 {
+	if err != nil {
 		return nil, err
+	}
+	s.pos.setToDeviceClean(user, device, to, len(ms) == 0)
+	if len(ms) == 0 {
+		return nil, nil
 	}
 	if bumped > 0 {
 		// More wait: the client's next sync, from to, sees the notifier
@@ -252,11 +261,13 @@ func (s *Service) ReceiveToDevice(ctx context.Context, origin string, m federati
 		}
 	}
 	slices.SortFunc(local, func(a, b store.ToDeviceRecipient) int { return strings.Compare(a.UserID, b.UserID) })
+	done := s.pos.toDeviceStart()
 	pos, users, err := s.db.PutToDevice(ctx, store.ToDeviceBatch{
 		Sender: string(m.Sender), Type: m.Type,
 		Origin: origin, MessageID: m.MessageID,
 		Recipients: local,
 	})
+	done(pos, users)
 	if errors.Is(err, store.ErrConflict) {
 		log.Debug("ignored a to-device EDU received before")
 		return nil

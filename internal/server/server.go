@@ -279,7 +279,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 			s.FederationQueue.Presence(u)
 		}
 	}
-	e2eeCfg := e2ee.Config{ServerName: cfg.ServerName}
+	// Several processes share only PostgreSQL: with SQLite this process sees
+	// every E2EE write, and /sync may skip reads that would find nothing.
+	e2eeCfg := e2ee.Config{ServerName: cfg.ServerName, SoleWriter: db.Dialect() == store.SQLite}
 	if cfg.FederationEnabled {
 		e2eeCfg.Remote, e2eeCfg.Queue = s.Federation, s.FederationQueue
 	}
