@@ -3,11 +3,14 @@ package room
 import (
 	"context"
 	"encoding/json"
+	"strconv"
+	"sync"
 	"time"
 
 	"maunium.net/go/mautrix/id"
 
 	"polder.dev/polder/internal/cjson"
+	"polder.dev/polder/internal/event"
 	"polder.dev/polder/internal/store"
 )
 
@@ -87,44 +90,17 @@ func (s *Service) FormatOne(ctx context.Context, ev *store.Event, v Viewer, o Fo
 }
 
 func (s *Service) formatOne(ev *store.Event, v Viewer, redactedBecause, relations []byte, now int64, o FormatOptions) []byte {
-	raw := ev.JSON()
 	var b []byte
 	if o.Federation {
-		b = append(b, raw...)
+		b = ev.JSON()
 	} else {
-		b = append(b, '{')
-		n := 0
-		for k, val := range cjson.Members(raw) {
-			key := string(k) // encoded, without quotes; the client keys need no escapes
-			if !contains(clientKeys, key) || (o.NoRoomID && key == "room_id") {
-				continue
-			}
-			if n > 0 {
-				b = append(b, ',')
-			}
-			n++
-			b = append(b, '"')
-			b = append(b, k...)
-			b = append(b, '"', ':')
-			b = append(b, val...)
-		}
-		if ev.Redacts() != "" && !hasKey(raw, "redacts") {
-			b = append(b, `,"redacts":`...)
-			b = cjson.AppendString(b, string(ev.Redacts()))
-		}
-		b = append(b, '}')
-		if !hasKey(raw, "event_id") { // room versions 3+ derive it from the hash
-			b = cjson.Set(nil, b, "event_id", cjson.AppendString(nil, string(ev.EventID())))
-		}
-		if !o.NoRoomID && !hasKey(raw, "room_id") { // room version 12's create event
-			b = cjson.Set(nil, b, "room_id", cjson.AppendString(nil, string(ev.RoomID())))
-		}
+		b = clientBodies.get(ev, o.NoRoomID)
 	}
 	u := []byte("{}")
 	if len(ev.Added) > 0 {
-		u = append([]byte(nil), ev.Added...)
+		u = ev.Added
 	}
-	u = cjson.Set(nil, u, "age", []byte(itoa(max(0, now-ev.OriginServerTS()))))
+	u = cjson.Set(nil, u, "age", strconv.AppendInt(nil, max(0, now-ev.OriginServerTS()), 10))
 	if ev.TxnID != "" && ev.Sender() == v.UserID && ev.TxnDevice == v.DeviceID && v.DeviceID != "" {
 		u = cjson.Set(nil, u, "transaction_id", cjson.AppendString(nil, ev.TxnID))
 	}
@@ -134,7 +110,117 @@ func (s *Service) formatOne(ev *store.Event, v Viewer, redactedBecause, relation
 	if relations != nil {
 		u = cjson.Set(nil, u, "m.relations", relations)
 	}
-	return cjson.Set(nil, b, "unsigned", u)
+	if o.Federation {
+		return cjson.Set(nil, b, "unsigned", u)
+	}
+	// The client keys all sort before "unsigned": it goes last, as
+	// cjson.Set would put it, without walking the event again.
+	out := make([]byte, 0, len(b)+len(u)+len(`,"unsigned":`))
+	out = append(out, b[:len(b)-1]...)
+	if len(b) > 2 {
+		out = append(out, ',')
+	}
+	out = append(out, `"unsigned":`...)
+	out = append(out, u...)
+	return append(out, '}')
+}
+
+// clientBody is the client format of ev without unsigned: the members of
+// clientKeys (room_id unless noRoomID), with event_id, room_id and
+// redacts added where the room version leaves them out of the PDU.
+func clientBody(ev *store.Event, noRoomID bool) []byte {
+	raw := ev.JSON()
+	b := make([]byte, 0, len(raw)+128)
+	b = append(b, '{')
+	n := 0
+	for k, val := range cjson.Members(raw) {
+		key := string(k) // encoded, without quotes; the client keys need no escapes
+		if !contains(clientKeys, key) || (noRoomID && key == "room_id") {
+			continue
+		}
+		if n > 0 {
+			b = append(b, ',')
+		}
+		n++
+		b = append(b, '"')
+		b = append(b, k...)
+		b = append(b, '"', ':')
+		b = append(b, val...)
+	}
+	if ev.Redacts() != "" && !hasKey(raw, "redacts") {
+		b = append(b, `,"redacts":`...)
+		b = cjson.AppendString(b, string(ev.Redacts()))
+	}
+	b = append(b, '}')
+	if !hasKey(raw, "event_id") { // room versions 3+ derive it from the hash
+		b = cjson.Set(nil, b, "event_id", cjson.AppendString(nil, string(ev.EventID())))
+	}
+	if !noRoomID && !hasKey(raw, "room_id") { // room version 12's create event
+		b = cjson.Set(nil, b, "room_id", cjson.AppendString(nil, string(ev.RoomID())))
+	}
+	return b
+}
+
+// bodyCache keeps the client bodies (clientBody) of the events formatted
+// last. Initial syncs format the same events over and over (every room's
+// newest events and its state), and the body was most of the cost of
+// formatting them: a walk over the event and a copy per key added. A body
+// depends only on the parsed event and noRoomID; an entry is used only
+// for the very *event.PDU it was made from, so an event redacted in place
+// (stored again with other bytes, parsed again) gets a new body and the
+// cache needs no invalidation. The store's parse cache (store.CachedEvents)
+// hands out the same *event.PDU for the same bytes. Process-wide, as the
+// store's cache is.
+type bodyCache struct {
+	mu   sync.Mutex
+	m    map[bodyKey]bodyEntry
+	ring []bodyKey // FIFO of the keys, bodyCacheSize long once full
+	next int
+}
+
+type bodyKey struct {
+	event    id.EventID
+	noRoomID bool
+}
+
+type bodyEntry struct {
+	pdu  *event.PDU
+	body []byte // never modified
+}
+
+// bodyCacheSize holds the bodies of about 500 rooms' newest events and
+// state, some 8 MB.
+const bodyCacheSize = 16384
+
+var clientBodies bodyCache
+
+// get returns the client body of ev; the caller must not modify it.
+func (c *bodyCache) get(ev *store.Event, noRoomID bool) []byte {
+	k := bodyKey{ev.EventID(), noRoomID}
+	c.mu.Lock()
+	e, ok := c.m[k]
+	c.mu.Unlock()
+	if ok && e.pdu == ev.PDU {
+		return e.body
+	}
+	body := clientBody(ev, noRoomID)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[bodyKey]bodyEntry, bodyCacheSize)
+		c.ring = make([]bodyKey, 0, bodyCacheSize)
+	}
+	if _, had := c.m[k]; !had {
+		if len(c.ring) < bodyCacheSize {
+			c.ring = append(c.ring, k)
+		} else {
+			delete(c.m, c.ring[c.next])
+			c.ring[c.next] = k
+			c.next = (c.next + 1) % bodyCacheSize
+		}
+	}
+	c.m[k] = bodyEntry{pdu: ev.PDU, body: body}
+	return body
 }
 
 func contains(list []string, s string) bool {
@@ -149,9 +235,4 @@ func contains(list []string, s string) bool {
 func hasKey(obj []byte, key string) bool {
 	_, ok := cjson.Get(obj, key)
 	return ok
-}
-
-func itoa(n int64) string {
-	b, _ := json.Marshal(n)
-	return string(b)
 }

@@ -229,6 +229,242 @@ func (db *DB) CachedEvents(ctx context.Context, ids []id.EventID) ([]*Event, err
 	return out, err
 }
 
+// RecentEventsFor is RecentEventsWithState for what viewer is shown: the
+// events' transaction IDs (TxnDevice, TxnID) are read only for the events
+// viewer sent, the only ones whose transaction_id a client sees
+// (client-server API, "Transaction identifiers"). Each row costs one
+// index range step and one table row: the rooms' versions are read once
+// per room rather than joined per event, and txn_ids is not joined.
+func (db *DB) RecentEventsFor(ctx context.Context, viewer id.UserID, ranges []StreamRange, limit int) (map[id.RoomID][]*Event, map[id.EventID]StateRef, error) {
+	out := make(map[id.RoomID][]*Event, len(ranges))
+	refs := make(map[id.EventID]StateRef, len(ranges)*limit)
+	if len(ranges) == 0 || limit <= 0 {
+		return out, refs, nil
+	}
+	err := db.read(ctx, "recent_events", func(q querier) error {
+		rooms := make([]id.RoomID, 0, len(ranges))
+		for _, r := range ranges {
+			if r.To > r.From {
+				rooms = append(rooms, r.RoomID)
+			}
+		}
+		nids, versions, err := roomNIDs(ctx, q, rooms)
+		if err != nil {
+			return err
+		}
+		var all []syncRow
+		for chunk := range chunks(ranges, roomsPerStatement) {
+			var b strings.Builder
+			var args []any
+			lim := param(&args, limit)
+			n := 0
+			for _, r := range chunk {
+				nid, ok := nids[r.RoomID]
+				if r.To <= r.From || !ok {
+					continue
+				}
+				if n > 0 {
+					b.WriteString(" UNION ALL ")
+				}
+				n++
+				fmt.Fprintf(&b, `SELECT * FROM (SELECT `+rowCols+` FROM events e WHERE e.room_nid = %s AND e.stream_pos > %s AND e.stream_pos <= %s`+
+					timelineCond+` ORDER BY e.stream_pos DESC LIMIT %s) q%d`, param(&args, nid), param(&args, r.From), param(&args, r.To), lim, n)
+			}
+			if n == 0 {
+				continue
+			}
+			rs, err := scanEventRows(q.QueryContext(ctx, b.String(), args...))
+			if err != nil {
+				return err
+			}
+			all = append(all, rs...)
+		}
+		evs, err := finishEvents(ctx, q, all, versions, viewer, refs)
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			out[ev.RoomID()] = append(out[ev.RoomID()], ev)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, evs := range out {
+		slices.Reverse(evs) // each room's rows came newest first
+	}
+	return out, refs, nil
+}
+
+// CachedEventsFor is CachedEvents that reads the transaction IDs only of
+// the events viewer sent (see RecentEventsFor); with viewer "", of none.
+func (db *DB) CachedEventsFor(ctx context.Context, viewer id.UserID, ids []id.EventID) ([]*Event, error) {
+	var out []*Event
+	err := db.read(ctx, "events", func(q querier) error {
+		var all []syncRow
+		for chunk := range chunks(ids, 500) {
+			args := make([]any, len(chunk))
+			for i, e := range chunk {
+				args[i] = string(e)
+			}
+			rs, err := scanEventRows(q.QueryContext(ctx, `SELECT `+rowCols+` FROM events e WHERE e.event_id IN (`+placeholders(1, len(chunk))+`)`, args...))
+			if err != nil {
+				return err
+			}
+			all = append(all, rs...)
+		}
+		var err error
+		out, err = finishEvents(ctx, q, all, map[int64]string{}, viewer, nil)
+		return err
+	})
+	return out, err
+}
+
+// rowCols are the columns scanEventRows reads, from events e alone.
+const rowCols = `e.event_id, e.room_nid, e.json, e.unsigned, e.stream_pos, e.replaces, e.rejected, e.soft_failed, e.redacted_by, e.state_snapshot`
+
+// syncRow is a row of rowCols, not parsed yet.
+type syncRow struct {
+	eid                  string
+	roomNID              int64
+	raw, added           []byte
+	pos, snap            sql.NullInt64
+	replaces, redBy      sql.NullString
+	rejected, softFailed bool
+}
+
+func scanEventRows(rows *sql.Rows, err error) ([]syncRow, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []syncRow
+	for rows.Next() {
+		var r syncRow
+		if err := rows.Scan(&r.eid, &r.roomNID, &r.raw, &r.added, &r.pos, &r.replaces, &r.rejected, &r.softFailed, &r.redBy, &r.snap); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// roomNIDs returns the numeric IDs and the versions (by numeric ID) of
+// the rooms among rooms that are stored.
+func roomNIDs(ctx context.Context, q querier, rooms []id.RoomID) (map[id.RoomID]int64, map[int64]string, error) {
+	nids := make(map[id.RoomID]int64, len(rooms))
+	versions := make(map[int64]string, len(rooms))
+	for chunk := range chunks(rooms, 500) {
+		args := make([]any, len(chunk))
+		for i, r := range chunk {
+			args[i] = string(r)
+		}
+		rows, err := q.QueryContext(ctx, `SELECT room_id, room_nid, version FROM rooms WHERE room_id IN (`+placeholders(1, len(chunk))+`)`, args...)
+		if err != nil {
+			return nil, nil, err
+		}
+		for rows.Next() {
+			var r id.RoomID
+			var nid int64
+			var v string
+			if err := rows.Scan(&r, &nid, &v); err != nil {
+				rows.Close()
+				return nil, nil, err
+			}
+			nids[r], versions[nid] = nid, v
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, nil, err
+		}
+	}
+	return nids, versions, nil
+}
+
+// finishEvents parses rows (through the parse cache) in their rooms'
+// versions, reading those that versions lacks into it, and reads the
+// transaction IDs of viewer's events. It records the rows' state
+// snapshots in refs unless refs is nil.
+func finishEvents(ctx context.Context, q querier, rs []syncRow, versions map[int64]string, viewer id.UserID, refs map[id.EventID]StateRef) ([]*Event, error) {
+	var missing []int64
+	for _, r := range rs {
+		if _, ok := versions[r.roomNID]; !ok && !slices.Contains(missing, r.roomNID) {
+			missing = append(missing, r.roomNID)
+		}
+	}
+	for chunk := range chunks(missing, 500) {
+		rows, err := q.QueryContext(ctx, `SELECT room_nid, version FROM rooms WHERE room_nid IN (`+placeholders(1, len(chunk))+`)`, int64Args(chunk)...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var nid int64
+			var v string
+			if err := rows.Scan(&nid, &v); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			versions[nid] = v
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]*Event, 0, len(rs))
+	var own []any
+	for _, r := range rs {
+		version, ok := versions[r.roomNID]
+		if !ok {
+			continue // as the join with rooms did
+		}
+		p, err := parsed.parse(id.EventID(r.eid), id.RoomVersion(version), r.raw)
+		if err != nil {
+			return nil, fmt.Errorf("stored event %s: %w", r.eid, err)
+		}
+		ev := &Event{PDU: p, Added: r.added, StreamPos: r.pos.Int64, Replaces: id.EventID(r.replaces.String),
+			IsRejected: r.rejected, SoftFailed: r.softFailed, RedactedBy: id.EventID(r.redBy.String)}
+		if r.snap.Valid && refs != nil {
+			refs[id.EventID(r.eid)] = StateRef{r.snap.Int64}
+		}
+		if viewer != "" && p.Sender() == viewer {
+			own = append(own, r.eid)
+		}
+		out = append(out, ev)
+	}
+	if len(own) == 0 {
+		return out, nil
+	}
+	txns := make(map[id.EventID][2]string, len(own))
+	for chunk := range chunks(own, 500) {
+		args := append([]any{string(viewer)}, chunk...)
+		rows, err := q.QueryContext(ctx, `SELECT event_id, device_id, txn_id FROM txn_ids WHERE user_id = $1 AND event_id IN (`+placeholders(2, len(chunk))+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var eid id.EventID
+			var dev, txn string
+			if err := rows.Scan(&eid, &dev, &txn); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			txns[eid] = [2]string{dev, txn}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	for _, ev := range out {
+		if t, ok := txns[ev.EventID()]; ok {
+			ev.TxnDevice, ev.TxnID = id.DeviceID(t[0]), t[1]
+		}
+	}
+	return out, nil
+}
+
 // pduCache keeps the events that sync parsed last. Parsing a stored event
 // (canonical JSON walk, reference hash) was a sixth of an initial sync's
 // CPU, and the same events (every room's newest events and its state) are

@@ -452,7 +452,7 @@ func (b *builder) load(ctx context.Context, ids []id.EventID) error {
 	if len(need) == 0 {
 		return nil
 	}
-	evs, err := b.s.db.CachedEvents(ctx, need)
+	evs, err := b.s.db.CachedEventsFor(ctx, b.req.User, need)
 	if err != nil {
 		return err
 	}
@@ -498,7 +498,7 @@ func (b *builder) timelines(ctx context.Context, specs []*roomSpec) error {
 		for i, p := range todo {
 			ranges[i] = store.StreamRange{RoomID: p.sp.id, From: p.sp.from, To: p.upper}
 		}
-		raw, refs, err := b.s.db.RecentEventsWithState(ctx, ranges, chunk)
+		raw, refs, err := b.s.db.RecentEventsFor(ctx, b.req.User, ranges, chunk)
 		if err != nil {
 			return err
 		}
@@ -781,7 +781,7 @@ func (b *builder) gaps(ctx context.Context, specs []*roomSpec) error {
 	if len(need) == 0 {
 		return nil
 	}
-	held, err := b.s.db.CachedEvents(ctx, need)
+	held, err := b.s.db.CachedEventsFor(ctx, "", need) // only their positions
 	if err != nil {
 		return err
 	}
