@@ -438,19 +438,22 @@ func finishEvents(ctx context.Context, q querier, rs []syncRow, versions map[int
 	}
 	txns := make(map[id.EventID][2]string, len(own))
 	for chunk := range chunks(own, 500) {
-		args := append([]any{string(viewer)}, chunk...)
-		rows, err := q.QueryContext(ctx, `SELECT event_id, device_id, txn_id FROM txn_ids WHERE user_id = $1 AND event_id IN (`+placeholders(2, len(chunk))+`)`, args...)
+		// By txn_ids_event: a condition on user_id would have the
+		// planner walk all of the user's transactions instead.
+		rows, err := q.QueryContext(ctx, `SELECT event_id, user_id, device_id, txn_id FROM txn_ids WHERE event_id IN (`+placeholders(1, len(chunk))+`)`, chunk...)
 		if err != nil {
 			return nil, err
 		}
 		for rows.Next() {
 			var eid id.EventID
-			var dev, txn string
-			if err := rows.Scan(&eid, &dev, &txn); err != nil {
+			var user, dev, txn string
+			if err := rows.Scan(&eid, &user, &dev, &txn); err != nil {
 				rows.Close()
 				return nil, err
 			}
-			txns[eid] = [2]string{dev, txn}
+			if id.UserID(user) == viewer {
+				txns[eid] = [2]string{dev, txn}
+			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
