@@ -299,3 +299,29 @@ func TestPresenceOfflineAfterRestart(t *testing.T) {
 		}
 	})
 }
+
+// Active skips its read while the stored presence needs no write, but a
+// change in between (here: set unavailable) is seen at the next activity.
+func TestPresenceActiveAfterSet(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s, _, _ := setup(t, db)
+		if err := s.Touch(ctx, alice, presence.Online); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // the second is answered from what the first read
+			if err := s.Active(ctx, alice); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Set(ctx, alice, presence.Unavailable, ""); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Active(ctx, alice); err != nil {
+			t.Fatal(err)
+		}
+		if a := state(t, s, alice); a.State != presence.Online {
+			t.Errorf("alice active after setting unavailable: %s, want online", a.State)
+		}
+	})
+}
