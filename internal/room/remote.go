@@ -358,9 +358,6 @@ func (s *Service) announce(ev *store.Event) {
 	if ev.StreamPos == 0 || ev.IsRejected || ev.SoftFailed {
 		return
 	}
-	if s.BeforeAnnounce != nil {
-		s.BeforeAnnounce(ev)
-	}
 	c := notifyChange(ev)
 	s.n.Wake(ev.StreamPos, c)
 	if s.OnEvent != nil {
@@ -534,9 +531,6 @@ func (s *Service) persistOutOfRoom(ctx context.Context, version id.RoomVersion, 
 		return nil, err
 	}
 	rs.loaded = false
-	if s.BeforeAnnounce != nil {
-		s.BeforeAnnounce(out)
-	}
 	s.n.Wake(out.StreamPos, notifyChange(out))
 	return out, nil
 }

@@ -80,10 +80,6 @@ type Service struct {
 	// OnEvent, if set, is called after each event is persisted and
 	// announced (push, federation). It must not block.
 	OnEvent func(ev *store.Event)
-	// BeforeAnnounce, if set, is called after each event is persisted and
-	// before syncers are woken: what it writes (push notification counts)
-	// is seen with the event. It should be quick.
-	BeforeAnnounce func(ev *store.Event)
 	// Push, if set, works out the push notifications of each event about
 	// to go into the timeline (push.Service.Prepare): called before the
 	// event's transaction with the room locked, in the order events are
@@ -493,9 +489,6 @@ func (s *Service) persistBatch(ctx context.Context, rs *roomState, pdus []*event
 		c := notify.Change{Rooms: []id.RoomID{ev.RoomID()}}
 		if ev.Type() == event.TypeMember && ev.StateKey() != nil {
 			c.Users = []id.UserID{id.UserID(*ev.StateKey())}
-		}
-		if s.BeforeAnnounce != nil {
-			s.BeforeAnnounce(ev)
 		}
 		s.n.Wake(ev.StreamPos, c)
 		if s.OnEvent != nil {
