@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -79,15 +78,7 @@ func toAdminRoom(r store.AdminRoom) adminRoomJSON {
 // GET /_synapse/admin/v1/rooms
 func (a *API) adminListRooms(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	from, err := queryInt(r, "from", 0, 0, math.MaxInt32)
-	if err != nil {
-		return err
-	}
-	limit, err := queryInt(r, "limit", 100, 0, math.MaxInt32)
-	if err != nil {
-		return err
-	}
-	backwards, err := queryDir(r, "f")
+	from, limit, backwards, err := adminPage(r, "f")
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"encoding/json"
-	"math"
 	"net/http"
 	"strconv"
 
@@ -116,18 +115,23 @@ func (a *API) adminUserParam(r *http.Request) (id.UserID, string, error) {
 	return u, lp, err
 }
 
+// adminExistingUser is adminUserParam for a user that must exist:
+// M_NOT_FOUND otherwise.
+func (a *API) adminExistingUser(r *http.Request) (id.UserID, string, error) {
+	u, lp, err := a.adminUserParam(r)
+	if err != nil {
+		return "", "", err
+	}
+	if _, err := a.users.AdminUser(r.Context(), lp); err != nil {
+		return "", "", err
+	}
+	return u, lp, nil
+}
+
 // GET /_synapse/admin/v2/users
 func (a *API) adminListUsers(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	from, err := queryInt(r, "from", 0, 0, math.MaxInt32)
-	if err != nil {
-		return err
-	}
-	limit, err := queryInt(r, "limit", 100, 0, math.MaxInt32)
-	if err != nil {
-		return err
-	}
-	backwards, err := queryDir(r, "f")
+	from, limit, backwards, err := adminPage(r, "f")
 	if err != nil {
 		return err
 	}
@@ -421,11 +425,8 @@ func (a *API) adminResetPassword(w http.ResponseWriter, r *http.Request) error {
 
 // GET /_synapse/admin/v1/whois/{userId}
 func (a *API) adminWhois(w http.ResponseWriter, r *http.Request) error {
-	u, lp, err := a.adminUserParam(r)
+	u, lp, err := a.adminExistingUser(r)
 	if err != nil {
-		return err
-	}
-	if _, err := a.users.AdminUser(r.Context(), lp); err != nil {
 		return err
 	}
 	devs, err := a.users.Devices(r.Context(), lp)
@@ -471,11 +472,8 @@ func toAdminDevice(u id.UserID, d store.Device) adminDevice {
 
 // GET /_synapse/admin/v2/users/{userId}/devices
 func (a *API) adminListDevices(w http.ResponseWriter, r *http.Request) error {
-	u, lp, err := a.adminUserParam(r)
+	u, lp, err := a.adminExistingUser(r)
 	if err != nil {
-		return err
-	}
-	if _, err := a.users.AdminUser(r.Context(), lp); err != nil {
 		return err
 	}
 	devs, err := a.users.Devices(r.Context(), lp)
@@ -506,11 +504,8 @@ func (a *API) adminGetDevice(w http.ResponseWriter, r *http.Request) error {
 //
 // Deleting a device that does not exist succeeds, as in Synapse.
 func (a *API) adminDeleteDevice(w http.ResponseWriter, r *http.Request) error {
-	_, lp, err := a.adminUserParam(r)
+	_, lp, err := a.adminExistingUser(r)
 	if err != nil {
-		return err
-	}
-	if _, err := a.users.AdminUser(r.Context(), lp); err != nil {
 		return err
 	}
 	if err := a.users.DeleteDevices(r.Context(), lp, []string{r.PathValue("deviceId")}); err != nil {
@@ -542,11 +537,8 @@ func (a *API) adminDeleteDevices(w http.ResponseWriter, r *http.Request) error {
 
 // GET /_synapse/admin/v1/users/{userId}/joined_rooms
 func (a *API) adminJoinedRooms(w http.ResponseWriter, r *http.Request) error {
-	u, lp, err := a.adminUserParam(r)
+	u, _, err := a.adminExistingUser(r)
 	if err != nil {
-		return err
-	}
-	if _, err := a.users.AdminUser(r.Context(), lp); err != nil {
 		return err
 	}
 	ms, err := a.svc.Rooms.DB().UserMemberships(r.Context(), u, "join")

@@ -112,18 +112,23 @@ func toEventReport(ri room.ReportInfo) eventReport {
 	return out
 }
 
+// adminPage reads the paging parameters of Synapse's admin lists: from
+// (an offset, default 0), limit (default 100) and dir (dflt when absent).
+func adminPage(r *http.Request, dflt string) (from, limit int64, backwards bool, err error) {
+	if from, err = queryInt(r, "from", 0, 0, math.MaxInt32); err != nil {
+		return 0, 0, false, err
+	}
+	if limit, err = queryInt(r, "limit", 100, 0, math.MaxInt32); err != nil {
+		return 0, 0, false, err
+	}
+	backwards, err = queryDir(r, dflt)
+	return from, limit, backwards, err
+}
+
 // GET /_synapse/admin/v1/event_reports
 func (a *API) listEventReports(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	from, err := queryInt(r, "from", 0, 0, math.MaxInt32)
-	if err != nil {
-		return err
-	}
-	limit, err := queryInt(r, "limit", 100, 0, math.MaxInt32)
-	if err != nil {
-		return err
-	}
-	backwards, err := queryDir(r, "b")
+	from, limit, backwards, err := adminPage(r, "b")
 	if err != nil {
 		return err
 	}
