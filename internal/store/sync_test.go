@@ -331,3 +331,63 @@ func TestSyncUnreadCounts(t *testing.T) {
 		}
 	})
 }
+
+// RecentEventsFor and CachedEventsFor read what RecentEventsWithState and
+// CachedEvents read, with transaction IDs only for the viewer's events.
+func TestSyncEventsForViewer(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		w := newSyncWorld(t, db)
+		const alice, bob = id.UserID("@alice:hs.test"), id.UserID("@bob:hs.test")
+		r := w.create(alice, room.CreateRequest{Preset: room.PresetPublic})
+		w.member(r, bob, bob, room.Join)
+		send := func(u id.UserID, dev id.DeviceID, txn string) *store.Event {
+			ev, err := w.rooms.Send(ctx, u, r, room.Draft{Type: "m.room.message", Content: []byte(`{"body":"x"}`),
+				Txn: &store.Txn{UserID: u, DeviceID: dev, TxnID: txn}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ev
+		}
+		mine, theirs := send(alice, "A", "t1"), send(bob, "B", "t2")
+		ranges := []store.StreamRange{{RoomID: r, To: theirs.StreamPos}, {RoomID: "!unknown:hs.test", To: theirs.StreamPos}}
+		want, wantRefs, err := db.RecentEventsWithState(ctx, ranges, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, refs, err := db.RecentEventsFor(ctx, alice, ranges, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if eventIDs(got[r]) != eventIDs(want[r]) || len(got) != 1 || !maps.Equal(refs, wantRefs) {
+			t.Fatalf("RecentEventsFor = %s (%d rooms), want %s", eventIDs(got[r]), len(got), eventIDs(want[r]))
+		}
+		ids := make([]id.EventID, 0, len(got[r]))
+		for _, ev := range got[r] {
+			ids = append(ids, ev.EventID())
+		}
+		byID, err := db.CachedEventsFor(ctx, alice, append(ids, "$unknown"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(byID, func(a, b *store.Event) int { return int(a.StreamPos - b.StreamPos) }) // in no order
+		if eventIDs(byID) != eventIDs(got[r]) {
+			t.Errorf("CachedEventsFor = %s, want %s", eventIDs(byID), eventIDs(got[r]))
+		}
+		for _, list := range [][]*store.Event{got[r], byID} {
+			for i, ev := range list {
+				w := want[r][i]
+				if !slices.Equal(ev.JSON(), w.JSON()) || string(ev.Added) != string(w.Added) || ev.StreamPos != w.StreamPos || ev.Replaces != w.Replaces {
+					t.Errorf("event %s differs from RecentEventsWithState's", ev.EventID())
+				}
+				txn := ""
+				if ev.EventID() == mine.EventID() {
+					txn = "A/t1"
+				}
+				if g := string(ev.TxnDevice) + "/" + ev.TxnID; ev.TxnID != "" && g != txn || ev.TxnID == "" && txn != "" {
+					t.Errorf("event %s has transaction %q, want %q (alice's own only)", ev.EventID(), g, txn)
+				}
+			}
+		}
+	})
+}
