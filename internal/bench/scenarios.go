@@ -77,33 +77,14 @@ func sendConcurrent(ctx context.Context, r *runner, shared bool) error {
 		return fmt.Errorf("warm-up send: %w", err)
 	}
 	var rec Recorder
-	var next atomic.Int64
-	r.begin(sz.Messages)
-	start := time.Now()
-	deadline := start.Add(sz.Duration)
-	var wg sync.WaitGroup
-	for w := range us {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil && time.Now().Before(deadline) {
-				i := next.Add(1)
-				if i > int64(sz.Messages) {
-					return
-				}
-				t0 := time.Now()
-				if _, err := r.c.Send(ctx, us[w], rooms[w], "message "+strconv.FormatInt(i, 10)); err != nil {
-					rec.Fail(err)
-				} else {
-					rec.Add(time.Since(t0))
-				}
-				r.tick()
-			}
-		}()
-	}
-	wg.Wait()
-	wall := time.Since(start)
-	r.end()
+	wall := r.timedParallel(ctx, len(us), sz.Messages, func(w int, i int64) {
+		t0 := time.Now()
+		if _, err := r.c.Send(ctx, us[w], rooms[w], "message "+strconv.FormatInt(i, 10)); err != nil {
+			rec.Fail(err)
+		} else {
+			rec.Add(time.Since(t0))
+		}
+	})
 	r.res.Series = append(r.res.Series, rec.Summary("send", wall, true))
 	return nil
 }
@@ -224,6 +205,33 @@ func (r *runner) timed(ctx context.Context, n int, op func(i int)) time.Duration
 		op(i)
 		r.tick()
 	}
+	wall := time.Since(start)
+	r.end()
+	return wall
+}
+
+// timedParallel runs op(w, i) from workers goroutines (w is the worker)
+// for i from 1 up to n in all, until the run's duration is over, with the
+// progress bar; it returns the measured phase's wall time.
+func (r *runner) timedParallel(ctx context.Context, workers, n int, op func(w int, i int64)) time.Duration {
+	var next atomic.Int64
+	r.begin(n)
+	start := time.Now()
+	deadline := start.Add(r.cfg.Sizes.Duration)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				i := next.Add(1)
+				if i > int64(n) {
+					return
+				}
+				op(w, i)
+				r.tick()
+			}
+		})
+	}
+	wg.Wait()
 	wall := time.Since(start)
 	r.end()
 	return wall
@@ -499,34 +507,19 @@ func registerLogin(ctx context.Context, r *runner) error {
 		return err
 	}
 	var rec Recorder
-	var next atomic.Int64
-	r.begin(sz.Users)
-	start := time.Now()
-	deadline := start.Add(sz.Duration)
-	var wg sync.WaitGroup
-	for range sz.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil && time.Now().Before(deadline) && next.Add(1) <= int64(sz.Users) {
-				name := fmt.Sprintf("%s_%d", r.prefix, r.nuser.Add(1))
-				t0 := time.Now()
-				u, err := r.c.Register(ctx, name, "pw-"+name)
-				if err == nil {
-					_, err = r.c.Login(ctx, u.ID, u.Password)
-				}
-				if err != nil {
-					rec.Fail(err)
-				} else {
-					rec.Add(time.Since(t0))
-				}
-				r.tick()
-			}
-		}()
-	}
-	wg.Wait()
-	wall := time.Since(start)
-	r.end()
+	wall := r.timedParallel(ctx, sz.Concurrency, sz.Users, func(int, int64) {
+		name := fmt.Sprintf("%s_%d", r.prefix, r.nuser.Add(1))
+		t0 := time.Now()
+		u, err := r.c.Register(ctx, name, "pw-"+name)
+		if err == nil {
+			_, err = r.c.Login(ctx, u.ID, u.Password)
+		}
+		if err != nil {
+			rec.Fail(err)
+		} else {
+			rec.Add(time.Since(t0))
+		}
+	})
 	r.res.Series = append(r.res.Series, rec.Summary("register+login", wall, true))
 	return nil
 }
@@ -648,37 +641,18 @@ func memory(ctx context.Context, r *runner) error {
 	}
 	// Each sender owns the rooms i with i%senders == its index.
 	var rec Recorder
-	var next atomic.Int64
-	r.begin(sz.MemMessages)
-	start := time.Now()
-	deadline := start.Add(sz.Duration)
-	var wg sync.WaitGroup
-	for w := range senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			k := 0
-			for ctx.Err() == nil && time.Now().Before(deadline) {
-				i := next.Add(1)
-				if i > int64(sz.MemMessages) {
-					return
-				}
-				owned := (len(rooms) - w + senders - 1) / senders
-				room := rooms[w+senders*(k%owned)]
-				k++
-				t0 := time.Now()
-				if _, err := r.c.Send(ctx, us[w], room, "message "+strconv.FormatInt(i, 10)); err != nil {
-					rec.Fail(err)
-				} else {
-					rec.Add(time.Since(t0))
-				}
-				r.tick()
-			}
-		}()
-	}
-	wg.Wait()
-	wall := time.Since(start)
-	r.end()
+	sent := make([]int, senders) // per sender, for its next room
+	wall := r.timedParallel(ctx, senders, sz.MemMessages, func(w int, i int64) {
+		owned := (len(rooms) - w + senders - 1) / senders
+		room := rooms[w+senders*(sent[w]%owned)]
+		sent[w]++
+		t0 := time.Now()
+		if _, err := r.c.Send(ctx, us[w], room, "message "+strconv.FormatInt(i, 10)); err != nil {
+			rec.Fail(err)
+		} else {
+			rec.Add(time.Since(t0))
+		}
+	})
 	r.res.Series = append(r.res.Series, rec.Summary("send", wall, true))
 	return nil
 }
