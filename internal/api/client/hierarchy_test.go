@@ -120,7 +120,6 @@ func TestSpaceHierarchy(t *testing.T) {
 		bob := hs.Register(t, "bob", "pw")
 		eve := hs.Register(t, "eve", "pw")
 		sn := hs.ServerName()
-		via := map[string]any{"via": []string{sn}}
 		with := func(extra map[string]any) map[string]any {
 			out := map[string]any{"via": []string{sn}}
 			for k, v := range extra {
@@ -154,8 +153,10 @@ func TestSpaceHierarchy(t *testing.T) {
 		addChild(t, alice, space, pub, with(map[string]any{"order": "a"}))
 		// A child without via is no child.
 		addChild(t, alice, space, "!gone:"+sn, map[string]any{})
-		addChild(t, alice, sub, deep, via)
-		addChild(t, alice, sub, space, via) // a loop
+		// Ordered: without an order, two children sent in the same
+		// millisecond would be ordered by room ID.
+		addChild(t, alice, sub, deep, with(map[string]any{"order": "a"}))
+		addChild(t, alice, sub, space, with(map[string]any{"order": "b"})) // a loop
 		hstest.MustOK(t, bob.Do(t, "POST", roomPath(space, "/join"), map[string]any{}))
 
 		check := func(t *testing.T, what string, got []string, want ...string) {
