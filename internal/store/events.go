@@ -341,29 +341,38 @@ func scanEvents(rows *sql.Rows) ([]*Event, error) {
 	defer rows.Close()
 	var out []*Event
 	for rows.Next() {
-		var (
-			eid, version              string
-			raw, added                []byte
-			pos                       sql.NullInt64
-			replaces, redBy, dev, txn sql.NullString
-			ev                        Event
-		)
-		if err := rows.Scan(&eid, &version, &raw, &added, &pos, &replaces, &ev.IsRejected, &ev.SoftFailed, &redBy, &dev, &txn); err != nil {
+		var r storedRow
+		if err := rows.Scan(r.dest()...); err != nil {
 			return nil, err
 		}
-		p, err := event.ParseStored(id.RoomVersion(version), raw)
+		p, err := event.ParseStored(id.RoomVersion(r.version), r.raw)
 		if err != nil {
-			return nil, fmt.Errorf("stored event %s: %w", eid, err)
+			return nil, fmt.Errorf("stored event %s: %w", r.eid, err)
 		}
-		ev.PDU = p
-		ev.Added = added
-		ev.StreamPos = pos.Int64
-		ev.Replaces = id.EventID(replaces.String)
-		ev.RedactedBy = id.EventID(redBy.String)
-		ev.TxnDevice, ev.TxnID = id.DeviceID(dev.String), txn.String
-		out = append(out, &ev)
+		out = append(out, r.event(p))
 	}
 	return out, rows.Err()
+}
+
+// storedRow is a row of eventCols as scanned; extra columns after them go
+// to dest's arguments.
+type storedRow struct {
+	eid, version              string
+	raw, added                []byte
+	pos                       sql.NullInt64
+	replaces, redBy, dev, txn sql.NullString
+	rejected, softFailed      bool
+}
+
+func (r *storedRow) dest(extra ...any) []any {
+	return append([]any{&r.eid, &r.version, &r.raw, &r.added, &r.pos, &r.replaces, &r.rejected, &r.softFailed, &r.redBy, &r.dev, &r.txn}, extra...)
+}
+
+// event is the row's event, with p its parsed PDU.
+func (r *storedRow) event(p *event.PDU) *Event {
+	return &Event{PDU: p, Added: r.added, StreamPos: r.pos.Int64, Replaces: id.EventID(r.replaces.String),
+		IsRejected: r.rejected, SoftFailed: r.softFailed, RedactedBy: id.EventID(r.redBy.String),
+		TxnDevice: id.DeviceID(r.dev.String), TxnID: r.txn.String}
 }
 
 // Event returns one stored event, or ErrNotFound.

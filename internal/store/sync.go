@@ -176,30 +176,19 @@ func scanEventsState(rows *sql.Rows, refs map[id.EventID]StateRef) ([]*Event, er
 	defer rows.Close()
 	var out []*Event
 	for rows.Next() {
-		var (
-			eid, version              string
-			raw, added                []byte
-			pos, snap                 sql.NullInt64
-			replaces, redBy, dev, txn sql.NullString
-			ev                        Event
-		)
-		if err := rows.Scan(&eid, &version, &raw, &added, &pos, &replaces, &ev.IsRejected, &ev.SoftFailed, &redBy, &dev, &txn, &snap); err != nil {
+		var r storedRow
+		var snap sql.NullInt64
+		if err := rows.Scan(r.dest(&snap)...); err != nil {
 			return nil, err
 		}
-		p, err := parsed.parse(id.EventID(eid), id.RoomVersion(version), raw)
+		p, err := parsed.parse(id.EventID(r.eid), id.RoomVersion(r.version), r.raw)
 		if err != nil {
-			return nil, fmt.Errorf("stored event %s: %w", eid, err)
+			return nil, fmt.Errorf("stored event %s: %w", r.eid, err)
 		}
-		ev.PDU = p
-		ev.Added = added
-		ev.StreamPos = pos.Int64
-		ev.Replaces = id.EventID(replaces.String)
-		ev.RedactedBy = id.EventID(redBy.String)
-		ev.TxnDevice, ev.TxnID = id.DeviceID(dev.String), txn.String
 		if snap.Valid && refs != nil {
-			refs[id.EventID(eid)] = StateRef{snap.Int64}
+			refs[id.EventID(r.eid)] = StateRef{snap.Int64}
 		}
-		out = append(out, &ev)
+		out = append(out, r.event(p))
 	}
 	return out, rows.Err()
 }
