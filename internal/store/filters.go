@@ -15,10 +15,18 @@ import (
 func (db *DB) CreateFilter(ctx context.Context, user id.UserID, filter []byte) (int64, error) {
 	var fid int64
 	var err error
-	// On PostgreSQL two uploads at once may pick the same next number; the
-	// loser's insert fails on the primary key and it tries again.
+	// On PostgreSQL two uploads at once could pick the same next number, so
+	// the transaction first takes an advisory lock on the user: the uploads
+	// of one user queue, those of different users do not. (Retrying on the
+	// primary key alone ran out of attempts with ten uploads at once.) The
+	// retry on a conflict stays as a safety net.
 	for range 5 {
 		err = db.WithTx(ctx, "create_filter", func(tx *Tx) error {
+			if db.dialect == Postgres {
+				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('polder.filters:' || $1, 0))`, string(user)); err != nil {
+					return fmt.Errorf("lock filters: %w", err)
+				}
+			}
 			err := tx.QueryRowContext(ctx, `SELECT filter_id FROM filters WHERE user_id = $1 AND filter = $2 ORDER BY filter_id LIMIT 1`,
 				string(user), filter).Scan(&fid)
 			if err == nil {
