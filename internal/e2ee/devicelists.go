@@ -139,6 +139,12 @@ func (s *Service) sendDeviceListUpdates(ctx context.Context, user id.UserID, dev
 	if err != nil || len(servers) == 0 {
 		return err
 	}
+	return s.sendDeviceListUpdatesTo(ctx, servers, user, devs, deleted, streamIDs, prevIDs)
+}
+
+// sendDeviceListUpdatesTo queues the m.device_list_update EDUs of devices
+// of a local user for servers.
+func (s *Service) sendDeviceListUpdatesTo(ctx context.Context, servers []string, user id.UserID, devs []id.DeviceID, deleted bool, streamIDs, prevIDs []int64) error {
 	keysOf := map[id.DeviceID]json.RawMessage{}
 	names := map[id.DeviceID]string{}
 	if !deleted {

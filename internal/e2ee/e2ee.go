@@ -26,6 +26,7 @@ import (
 	"encoding/json"
 	"log/slog"
 
+	"golang.org/x/sync/errgroup"
 	"maunium.net/go/mautrix/id"
 
 	"polder.dev/polder/internal/federation"
@@ -73,19 +74,24 @@ type Service struct {
 	// Per-part state, each declared in its part's file.
 	remote remoteState // remote.go
 	pos    positions   // positions.go
+	joins  joinQueue   // joins.go
 }
 
 // New returns the service.
 func New(cfg Config, db *store.DB, n *notify.Notifier, log *slog.Logger) *Service {
 	s := &Service{cfg: cfg, db: db, n: n, log: log}
 	s.remote = newRemoteState()
+	s.joins = newJoinQueue()
 	return s
 }
 
-// Run runs the background work (remote device list resyncs) until ctx
-// ends.
+// Run runs the background work (remote device list resyncs, device lists
+// sent on joins) until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
-	return s.runRemote(ctx)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.runRemote(gctx) })
+	g.Go(func() error { return s.runJoins(gctx) })
+	return g.Wait()
 }
 
 // isLocal reports whether user belongs to this server.

@@ -287,6 +287,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	}
 	s.E2EE = e2ee.New(e2eeCfg, db, s.Notify, log.With("component", "e2ee"))
 	svc.E2EE = s.E2EE
+	if cfg.FederationEnabled {
+		// A local user's join sends its devices to servers new to it.
+		onEvent := s.Rooms.OnEvent
+		s.Rooms.OnEvent = func(ev *store.Event) {
+			onEvent(ev)
+			s.E2EE.RoomEvent(ev)
+		}
+	}
 	svc.Directory = directory.New(dirCfg, db, s.Rooms, log.With("component", "directory"))
 	s.Sync = sync.New(db, s.Rooms, s.Notify, sync.Sources{
 		Users: s.Users, Typing: s.Typing, Receipts: s.Receipts, Presence: s.Presence,

@@ -617,6 +617,27 @@ func (db *DB) ServersSharingRooms(ctx context.Context, user id.UserID, except st
 	return out, err
 }
 
+// ServersNewToUser returns the servers, other than except, of the users
+// joined to roomID that share no other joined room with user: those a
+// join of user to roomID makes share a room with it for the first time
+// (server-server API, "Device Management": they must be sent user's
+// devices).
+func (db *DB) ServersNewToUser(ctx context.Context, user id.UserID, roomID id.RoomID, except string) ([]string, error) {
+	var out []string
+	other := strings.ReplaceAll(serverOf[db.dialect], "o.", "x.")
+	err := db.read(ctx, "servers_new_to_user", func(q querier) error {
+		var err error
+		out, err = column[string](q.QueryContext(ctx, `SELECT DISTINCT `+serverOf[db.dialect]+` AS server FROM rooms r
+			JOIN memberships o ON o.room_nid = r.room_nid AND o.membership = 'join'
+			WHERE r.room_id = $2 AND `+serverOf[db.dialect]+` <> $3 AND `+serverOf[db.dialect]+` NOT IN (
+				SELECT `+other+` FROM memberships m JOIN memberships x ON x.room_nid = m.room_nid AND x.membership = 'join'
+				WHERE m.user_id = $1 AND m.membership = 'join' AND m.room_nid <> r.room_nid)
+			ORDER BY server`, string(user), string(roomID), except))
+		return err
+	})
+	return out, err
+}
+
 // JoinedRoomsOfUsers returns the rooms any of users is joined to.
 func (db *DB) JoinedRoomsOfUsers(ctx context.Context, users []id.UserID) ([]id.RoomID, error) {
 	var out []id.RoomID
