@@ -139,7 +139,8 @@ func (s *Service) receiveRoom(ctx context.Context, origin string, roomID id.Room
 // knock, a ban): without the room's state they cannot be checked against
 // it, so, as Synapse does with such "out-of-band" memberships, they are
 // taken when their sender's server sent them and our user's membership
-// is the invite or knock they end. Anything else is ErrNotInRoom.
+// is the invite or knock they end (a leave ends an invite only when its
+// sender is the inviter). Anything else is ErrNotInRoom.
 func (s *Service) outOfRoom(ctx context.Context, version id.RoomVersion, origin string, p *event.PDU) error {
 	sk := p.StateKey()
 	if p.Type() != event.TypeMember || sk == nil || id.UserID(*sk).Homeserver() != s.cfg.ServerName || p.Sender().Homeserver() != origin {
@@ -151,6 +152,13 @@ func (s *Service) outOfRoom(ctx context.Context, version id.RoomVersion, origin 
 	}
 	cur, err := s.db.UserMembership(ctx, p.RoomID(), id.UserID(*sk))
 	if err != nil || (cur.Membership != Invite && cur.Membership != Knock) {
+		return ErrNotInRoom
+	}
+	// Only the inviter rescinds an invite (as Synapse; Complement
+	// TestFederationRoomsInvite "Non-invitee user cannot rescind invite
+	// over federation"): another member's kick of a user who has not
+	// joined is not shown to it.
+	if cur.Membership == Invite && m == Leave && p.Sender() != cur.Sender {
 		return ErrNotInRoom
 	}
 	_, err = s.persistOutOfRoom(ctx, version, p, "", nil)

@@ -319,6 +319,40 @@ func TestFederationMemberships(t *testing.T) {
 		})
 	})
 
+	t.Run("a kick of an invitee by another member is no rescission", func(t *testing.T) {
+		// Complement TestFederationRoomsInvite "Non-invitee user cannot
+		// rescind invite over federation".
+		carol := hs1.Register(t, "carol-kick", "password-carol")
+		joined := hstest.Str(t, hstest.MustOK(t, alice.Do(t, "POST", c3+"/createRoom", map[string]any{
+			"preset": "private_chat", "invite": []string{bob.UserID},
+		})), "room_id")
+		eventually(t, "bob can join the first room", func() error {
+			if r := bob.Do(t, "POST", roomPath(joined, "/join"), map[string]any{}); r.Status != 200 {
+				return fmt.Errorf("join: %d %s", r.Status, r.Body)
+			}
+			return nil
+		})
+		roomID := hstest.Str(t, hstest.MustOK(t, alice.Do(t, "POST", c3+"/createRoom", map[string]any{
+			"preset": "private_chat", "invite": []string{carol.UserID},
+		})), "room_id")
+		hstest.MustOK(t, carol.Do(t, "POST", roomPath(roomID, "/join"), map[string]any{}))
+		invite(t, carol, roomID, bob.UserID)
+		eventually(t, "bob is invited by carol", func() error {
+			if s := doSync(t, bob, ""); s.Rooms == nil || s.Rooms.Invite[roomID] == nil {
+				return fmt.Errorf("no invite")
+			}
+			return nil
+		})
+		hstest.MustOK(t, alice.Do(t, "POST", roomPath(roomID, "/kick"), map[string]any{"user_id": bob.UserID, "reason": "not carol"}))
+		// hs1 sends hs2 its events in order: once bob sees a later
+		// message, hs2 has had the kick if it was sent.
+		eid := send(t, alice, joined, "m.room.message", msg("after the kick"))
+		seesEvent(t, bob, joined, eid)
+		if s := doSync(t, bob, ""); s.Rooms == nil || s.Rooms.Invite[roomID] == nil {
+			t.Errorf("after alice's kick, bob's invite from carol is gone; want it kept (only the inviter rescinds)")
+		}
+	})
+
 	t.Run("knock", func(t *testing.T) {
 		roomID := hstest.Str(t, hstest.MustOK(t, alice.Do(t, "POST", c3+"/createRoom", map[string]any{
 			"preset": "private_chat", "room_version": "12",
