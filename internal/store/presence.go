@@ -31,13 +31,29 @@ func scanPresence(s scanner) (Presence, error) {
 }
 
 // Presence returns a user's presence, or ErrNotFound if it has none.
+// On SQLite it answers from the rows this process read before and has not
+// written since (presenceRows): every /sync asks.
 func (db *DB) Presence(ctx context.Context, user id.UserID) (Presence, error) {
+	c := db.presenceRows()
+	var gen uint64
+	if c != nil {
+		if p, found, ok := c.get(user); ok {
+			if !found {
+				return Presence{}, ErrNotFound
+			}
+			return p, nil
+		}
+		gen = c.generation()
+	}
 	var p Presence
 	err := db.read(ctx, "presence", func(q querier) error {
 		var err error
 		p, err = scanPresence(q.QueryRowContext(ctx, `SELECT `+presenceCols+` FROM presence WHERE user_id = $1`, string(user)))
 		return notFound(err)
 	})
+	if c != nil && (err == nil || errors.Is(err, ErrNotFound)) {
+		c.put(user, p, err == nil, gen)
+	}
 	return p, err
 }
 
@@ -46,6 +62,7 @@ func (db *DB) Presence(ctx context.Context, user id.UserID) (Presence, error) {
 // one and whether to write it. When it writes, UpdatePresence returns the
 // new stream position; otherwise 0. An error from fn is returned as is.
 func (db *DB) UpdatePresence(ctx context.Context, user id.UserID, fn func(cur Presence, found bool) (Presence, bool, error)) (int64, error) {
+	defer db.presenceWritten(user)()
 	var pos int64
 	err := db.WithTx(ctx, "update_presence", func(tx *Tx) error {
 		if err := tx.lockStream(ctx); err != nil {
@@ -82,6 +99,7 @@ func (db *DB) UpdatePresence(ctx context.Context, user id.UserID, fn func(cur Pr
 // a new stream position: the times alone are not a change /sync reports.
 // Returns ErrNotFound if the user has no presence.
 func (db *DB) SetPresenceTimes(ctx context.Context, user id.UserID, lastActiveTS, lastSyncTS int64) error {
+	defer db.presenceWritten(user)()
 	greatest := "GREATEST"
 	if db.dialect == SQLite {
 		greatest = "MAX" // SQLite's scalar max(a, b)

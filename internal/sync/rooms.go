@@ -77,6 +77,9 @@ type builder struct {
 	resp    *Response
 	ignored map[id.UserID]bool
 	dk      deviceKey
+	// moved says which streams other than rooms changed in (since, to];
+	// nil for an initial sync (everything is read).
+	moved *store.SyncMoved
 
 	// memberships are the user's current ones, without their event IDs
 	// (store.UserRoomMemberships).
@@ -116,10 +119,6 @@ func (s *Service) build(ctx context.Context, req Request, f *Filter, since *noti
 		knocked:     map[id.RoomID]*KnockedRoom{},
 		lazySent:    map[roomUser]id.EventID{},
 	}
-	var err error
-	if b.ignored, err = s.src.Users.IgnoredUsers(ctx, req.User); err != nil {
-		return nil, to, err
-	}
 	// A membership row is committed, and so is every position below it
 	// (store.Tx.NextStreamPos): to moves past the memberships read, which
 	// are then reported as they are.
@@ -131,6 +130,18 @@ func (s *Service) build(ctx context.Context, req Request, f *Filter, since *noti
 		b.memberships[m.RoomID] = m
 	}
 	b.to = to
+	if since != nil {
+		// Which of the other streams have anything in (since, to]: the
+		// reads of those that have not are skipped (moved.go).
+		m, err := s.db.SyncMoved(ctx, req.User, since.Stream, to.Stream)
+		if err != nil {
+			return nil, to, err
+		}
+		b.moved = &m
+	}
+	if b.ignored, err = s.ignoredUsers(ctx, req.User, since, b.moved, to.Stream); err != nil {
+		return nil, to, err
+	}
 	b.resp = newResponse(to)
 	specs, invites, knocks, err := b.plan(ctx, ms, changes)
 	if err != nil {
@@ -156,7 +167,7 @@ func (s *Service) build(ctx context.Context, req Request, f *Filter, since *noti
 	if err := b.presence(ctx); err != nil {
 		return nil, to, err
 	}
-	if err := s.e2ee(ctx, req, since, to, b.resp); err != nil {
+	if err := s.e2ee(ctx, req, since, to, b.moved, b.resp); err != nil {
 		return nil, to, err
 	}
 	if len(b.joined)+len(b.left)+len(b.invited)+len(b.knocked) > 0 {
@@ -1282,7 +1293,7 @@ func (b *builder) ephemeral(ctx context.Context) error {
 			b.addEphemeral(r, "m.typing", content)
 		}
 	}
-	if ef.MatchType("m.receipt") {
+	if ef.MatchType("m.receipt") && (b.moved == nil || b.moved.Receipts) {
 		var from int64
 		if b.since != nil {
 			from = b.since.Stream
@@ -1315,6 +1326,9 @@ func (b *builder) addEphemeral(r id.RoomID, typ string, content []byte) {
 
 // accountData adds the global account data and the rooms' account data.
 func (b *builder) accountData(ctx context.Context) error {
+	if b.moved != nil && !b.moved.AccountData {
+		return nil
+	}
 	var from int64
 	if b.since != nil {
 		from = b.since.Stream
@@ -1454,6 +1468,9 @@ func (b *builder) presence(ctx context.Context) error {
 		// Incremental: start from the few presence changes since the
 		// token rather than from everyone the user shares a room with.
 		from = b.since.Stream
+		if !b.moved.Presence {
+			return nil
+		}
 		if users, err = b.s.db.PresenceChangedPeers(ctx, b.req.User, from, b.to.Stream); err != nil {
 			return err
 		}
@@ -1478,8 +1495,9 @@ func (b *builder) presence(ctx context.Context) error {
 	return nil
 }
 
-// e2ee fills the end-to-end encryption sections.
-func (s *Service) e2ee(ctx context.Context, req Request, since *notify.Position, to notify.Position, resp *Response) error {
+// e2ee fills the end-to-end encryption sections. moved, when known,
+// tells whether device lists may have changed in (since, to].
+func (s *Service) e2ee(ctx context.Context, req Request, since *notify.Position, to notify.Position, moved *store.SyncMoved, resp *Response) error {
 	var from int64
 	if since != nil {
 		from = since.Stream
@@ -1489,7 +1507,7 @@ func (s *Service) e2ee(ctx context.Context, req Request, since *notify.Position,
 		return err
 	}
 	resp.ToDevice.Events = msgs
-	if since != nil {
+	if since != nil && (moved == nil || moved.DeviceLists) {
 		changed, left, err := s.src.DeviceLists.DeviceListChanges(ctx, req.User, from, to.Stream)
 		if err != nil {
 			return err

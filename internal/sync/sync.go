@@ -119,6 +119,10 @@ type Service struct {
 	// users' memberships (members.go).
 	unread  unreadCache
 	members memberCache
+	// ignored and receipts keep what incremental syncs skip reading
+	// while it does not change (moved.go).
+	ignored  keptCache[map[id.UserID]bool]
+	receipts keptCache[map[id.RoomID]map[string]int64]
 
 	// life ends when the server shuts down: long-polls return then.
 	life context.Context
@@ -306,7 +310,7 @@ func (s *Service) filter(ctx context.Context, user id.UserID, param string) (*Fi
 // next_batch at pos (where nothing for the user happened since since).
 func (s *Service) empty(ctx context.Context, req Request, since *notify.Position, pos notify.Position) (*Response, error) {
 	resp := newResponse(pos)
-	if err := s.e2ee(ctx, req, since, pos, resp); err != nil {
+	if err := s.e2ee(ctx, req, since, pos, nil, resp); err != nil {
 		return nil, err
 	}
 	return resp, nil

@@ -38,7 +38,7 @@ func (b *builder) unread(ctx context.Context) error {
 	for r := range b.joined {
 		kept[r] = b.s.unread.get(user, r)
 	}
-	receipts, err := b.s.db.ReadReceipts(ctx, user)
+	receipts, err := b.readReceipts(ctx)
 	if err != nil {
 		return err
 	}

@@ -379,6 +379,7 @@ func BenchmarkSyncIncremental(b *testing.B) {
 			}
 			tok := doSync(b, alice, "").NextBatch
 			var ops int64
+			byName0 := dbOpsByName(b, hs)
 			b.ResetTimer()
 			for i := range b.N {
 				b.StopTimer()
@@ -398,6 +399,15 @@ func BenchmarkSyncIncremental(b *testing.B) {
 				b.StartTimer()
 			}
 			b.ReportMetric(float64(ops)/float64(b.N), "db_ops/op")
+			b.StopTimer()
+			var names []string
+			for op, v := range dbOpsByName(b, hs) {
+				if d := v[0] - byName0[op][0]; d > 0 {
+					names = append(names, fmt.Sprintf("%s=%.2f(%.0fus)", op, d/float64(b.N), (v[1]-byName0[op][1])/float64(b.N)*1e6))
+				}
+			}
+			slices.Sort(names)
+			b.Logf("store ops per sync (send included): %s", strings.Join(names, " "))
 		})
 	}
 }
