@@ -591,6 +591,16 @@ func (s *Service) fetchAuthEvents(ctx context.Context, version id.RoomVersion, o
 			return err
 		}
 	}
+	// The last round's events may be all that was missing.
+	if held, err := s.db.Events(ctx, missing); err == nil {
+		have := map[id.EventID]bool{}
+		for _, ev := range held {
+			have[ev.EventID()] = true
+		}
+		if missing = slices.DeleteFunc(missing, func(e id.EventID) bool { return have[e] }); len(missing) == 0 {
+			return nil
+		}
+	}
 	if chainErr != nil {
 		return chainErr
 	}
@@ -613,7 +623,7 @@ func (s *Service) fetchAuthChain(ctx context.Context, version id.RoomVersion, or
 
 // storeOutliers verifies events and stores those we lack as outliers,
 // auth events first, each checked against its own auth events (rejected
-// if it fails). It returns them.
+// if it fails, or if one of them is neither held nor among raws).
 func (s *Service) storeOutliers(ctx context.Context, version id.RoomVersion, roomID id.RoomID, raws []json.RawMessage) error {
 	bs := make([][]byte, len(raws))
 	for i, r := range raws {
@@ -641,8 +651,12 @@ func (s *Service) storeOutliers(ctx context.Context, version id.RoomVersion, roo
 			if have[p.EventID()] {
 				continue
 			}
+			// An auth event that could not be fetched rejects it too.
 			rejected := authAgainstOwn(version, p, ec.get) != nil
-			ec.known[p.EventID()] = p
+			// Known as it is stored: the events whose auth events include
+			// a rejected one are rejected in turn (Complement
+			// TestCorruptedAuthChain: none of them may become state).
+			ec.known[p.EventID()] = &store.Event{PDU: p, IsRejected: rejected}
 			if _, err := tx.PersistEvent(ctx, store.NewEvent{PDU: p, Outlier: true, Rejected: rejected}); err != nil && !errors.Is(err, store.ErrConflict) {
 				return err
 			}
