@@ -537,6 +537,26 @@ func (c *Client) StateIDs(ctx context.Context, dest string, roomID id.RoomID, ev
 	return &out, nil
 }
 
+// TimestampToEvent sends GET
+// /_matrix/federation/v1/timestamp_to_event/{roomId}: the event of the
+// room closest to ts (ms) before it (backwards) or after it, as dest sees
+// it.
+func (c *Client) TimestampToEvent(ctx context.Context, dest string, roomID id.RoomID, ts int64, backwards bool) (*TimestampToEventResponse, error) {
+	dir := "f"
+	if backwards {
+		dir = "b"
+	}
+	var out TimestampToEventResponse
+	path := v1 + "/timestamp_to_event/" + esc(string(roomID)) + "?ts=" + strconv.FormatInt(ts, 10) + "&dir=" + dir
+	if err := c.Do(ctx, dest, http.MethodGet, path, nil, &out); err != nil {
+		return nil, err
+	}
+	if out.EventID == "" {
+		return nil, fmt.Errorf("timestamp_to_event from %s: no event_id", dest)
+	}
+	return &out, nil
+}
+
 // EventAuth sends GET /_matrix/federation/v1/event_auth/{roomId}/{eventId}.
 func (c *Client) EventAuth(ctx context.Context, dest string, roomID id.RoomID, eventID id.EventID) (*EventAuthResponse, error) {
 	var out EventAuthResponse

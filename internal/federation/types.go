@@ -90,6 +90,13 @@ type StateIDsResponse struct {
 	PDUIDs       []id.EventID `json:"pdu_ids"`
 }
 
+// TimestampToEventResponse is the answer to GET
+// /_matrix/federation/v1/timestamp_to_event.
+type TimestampToEventResponse struct {
+	EventID        id.EventID `json:"event_id"`
+	OriginServerTS int64      `json:"origin_server_ts"`
+}
+
 // EventAuthResponse is the answer to GET /_matrix/federation/v1/event_auth.
 type EventAuthResponse struct {
 	AuthChain []json.RawMessage `json:"auth_chain"`

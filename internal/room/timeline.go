@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"maunium.net/go/mautrix/id"
 
@@ -856,11 +858,20 @@ func (s *Service) TimestampToEvent(ctx context.Context, user id.UserID, roomID i
 	}
 	notFound := mxerr.NotFound("Unable to find event from %d in %s direction", ts, dir)
 	ev, err := s.db.RoomEventByTime(ctx, roomID, ts, backwards)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, notFound
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
+	}
+	if errors.Is(err, store.ErrNotFound) || (!backwards && !s.holdsRoomStart(ctx, roomID)) {
+		// History we do not hold (before we joined, or not yet
+		// backfilled) may have a closer event: other servers of the
+		// room are asked (client-server API, timestamp_to_event: "the
+		// server will ask other homeservers").
+		if rev := s.remoteEventByTime(ctx, roomID, ts, backwards); rev != nil && (ev == nil || rev.OriginServerTS() < ev.OriginServerTS()) {
+			return rev, nil
+		}
+	}
+	if ev == nil {
+		return nil, notFound
 	}
 	ignored, err := s.IgnoredUsers(ctx, user)
 	if err != nil {
@@ -874,6 +885,79 @@ func (s *Service) TimestampToEvent(ctx context.Context, user id.UserID, roomID i
 		return nil, notFound
 	}
 	return ev, nil
+}
+
+// holdsRoomStart reports whether the room's m.room.create event is in our
+// timeline: we have the room's history from its start (a room we joined
+// holds the create event only as an outlier until backfill reaches it).
+func (s *Service) holdsRoomStart(ctx context.Context, roomID id.RoomID) bool {
+	create, err := s.db.CurrentStateEvent(ctx, roomID, event.TypeCreate, "")
+	if err != nil {
+		return true // nothing better to offer
+	}
+	ev, err := s.db.Event(ctx, create.EventID())
+	return err != nil || ev.StreamPos != 0
+}
+
+// remoteEventByTime asks the room's other servers, one after the other,
+// for the event closest to ts (federation timestamp_to_event) and fetches
+// the one the first answering server names (GET /event, its signatures
+// checked). It returns nil if none answers. The event is not stored: the
+// client gets its ID and timestamp, and backfills to read it.
+func (s *Service) remoteEventByTime(ctx context.Context, roomID id.RoomID, ts int64, backwards bool) *store.Event {
+	if s.cfg.Federation == nil {
+		return nil
+	}
+	servers, err := s.JoinedServers(ctx, roomID)
+	if err != nil {
+		return nil
+	}
+	version, err := s.Version(ctx, roomID)
+	if err != nil {
+		return nil
+	}
+	for _, srv := range servers {
+		if srv == s.cfg.ServerName {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		p, err := s.remoteEventByTimeFrom(cctx, srv, version, roomID, ts, backwards)
+		cancel()
+		if err != nil {
+			s.log.Debug("timestamp_to_event", "destination", srv, "room_id", roomID, "err", err)
+			continue
+		}
+		if held, err := s.db.Event(ctx, p.EventID()); err == nil {
+			return held
+		}
+		return &store.Event{PDU: p}
+	}
+	return nil
+}
+
+func (s *Service) remoteEventByTimeFrom(ctx context.Context, srv string, version id.RoomVersion, roomID id.RoomID, ts int64, backwards bool) (*event.PDU, error) {
+	resp, err := s.cfg.Federation.TimestampToEvent(ctx, srv, roomID, ts, backwards)
+	if err != nil {
+		return nil, err
+	}
+	if held, err := s.db.Event(ctx, resp.EventID); err == nil {
+		return held.PDU, nil
+	}
+	raw, err := s.cfg.Federation.Event(ctx, srv, resp.EventID)
+	if err != nil {
+		return nil, err
+	}
+	p, err := event.Parse(version, raw)
+	if err != nil {
+		return nil, err
+	}
+	if p.EventID() != resp.EventID || p.RoomID() != roomID {
+		return nil, fmt.Errorf("event %s from %s is not the one named", p.EventID(), srv)
+	}
+	if verified, _ := s.verifyAll(ctx, []*event.PDU{p}); len(verified) != 1 {
+		return nil, fmt.Errorf("event %s from %s does not verify", p.EventID(), srv)
+	}
+	return p, nil
 }
 
 // relatesTo reads content["m.relates_to"]: the parent, the relation type
