@@ -121,6 +121,9 @@ func (s *Service) AuthenticateUIA(ctx context.Context, u UIA, raw json.RawMessag
 			return "", uiaError(u, sess.ID, sess.Completed, mxerr.BadJSON("auth type %q is not in any flow", auth.Type).WithStatus(http.StatusUnauthorized))
 		}
 		if err := s.runStage(ctx, u, sess, auth); err != nil {
+			if errors.Is(err, errOtherUser) {
+				return "", mxerr.Forbidden("Invalid auth: the credentials are another user's")
+			}
 			if mx, ok := mxerr.As(err); ok {
 				return "", uiaError(u, sess.ID, sess.Completed, mx)
 			}
@@ -137,6 +140,10 @@ func (s *Service) AuthenticateUIA(ctx context.Context, u UIA, raw json.RawMessag
 	}
 	return "", uiaError(u, sess.ID, sess.Completed, nil)
 }
+
+// errOtherUser is runStage's answer to credentials of a user other than
+// the one making the request.
+var errOtherUser = errors.New("credentials of another user")
 
 func flowDone(flow, completed []string) bool {
 	for _, st := range flow {
@@ -158,7 +165,10 @@ func (s *Service) runStage(ctx context.Context, u UIA, sess store.UIASession, au
 			return err
 		}
 		if u.Who != nil && lp != u.Who.Localpart {
-			return mxerr.Forbidden("Invalid username or password")
+			// Another user's credentials are no failed attempt at the
+			// stage to retry but a refusal: 403, not the 401 of UIA (as
+			// Synapse; Complement TestDeviceManagement).
+			return errOtherUser
 		}
 		if err := s.checkPasswordLogin(ctx, lp, auth.Password); err != nil {
 			return err
