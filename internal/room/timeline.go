@@ -294,10 +294,15 @@ func userList(m map[id.UserID]bool) []id.UserID {
 }
 
 // Event is GET /rooms/{roomId}/event/{eventId}: one event of a room the
-// user may see. M_FORBIDDEN if it may not read the room, M_NOT_FOUND if
-// the event is unknown, of another room, or hidden from it.
+// user may see. M_NOT_FOUND if the event is unknown, of another room, or
+// hidden from it, or if the user may not read the room.
 func (s *Service) Event(ctx context.Context, user id.UserID, roomID id.RoomID, eventID id.EventID) (*store.Event, error) {
 	r, err := s.reader(ctx, user, roomID)
+	if mx, ok := mxerr.As(err); ok && mx.Code == "M_FORBIDDEN" {
+		// The spec's 404: "not found or you do not have permission to
+		// read this event" (Complement TestFetchEventNonWorldReadable).
+		return nil, mxerr.NotFound("Event not found")
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -324,7 +324,9 @@ func TestMessagesVisibility(t *testing.T) {
 		getEv(t, eve, pub, e1)
 		hstest.MustOK(t, eve.Do(t, "GET", roomPath(pub, "/joined_members"), nil))
 		hstest.MustErr(t, eve.Do(t, "GET", roomPath(roomID, "/state"), nil), 403, "M_FORBIDDEN")
-		hstest.MustErr(t, eve.Do(t, "GET", roomPath(roomID, "/event/"+url.PathEscape(during)), nil), 403, "M_FORBIDDEN")
+		// 404, as for an event that does not exist (Complement
+		// TestFetchEventNonWorldReadable).
+		hstest.MustErr(t, eve.Do(t, "GET", roomPath(roomID, "/event/"+url.PathEscape(during)), nil), 404, "M_NOT_FOUND")
 	})
 }
 
