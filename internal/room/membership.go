@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"slices"
 
 	"maunium.net/go/mautrix/id"
@@ -241,7 +242,9 @@ func (s *Service) Forget(ctx context.Context, user id.UserID, roomID id.RoomID) 
 		return err
 	}
 	if m.Membership == Join || m.Membership == Invite || m.Membership == Knock {
-		return mxerr.BadState("You must leave the room before forgetting it")
+		// M_UNKNOWN as the spec's example and Synapse (Complement
+		// TestRoomForget).
+		return mxerr.Unknown("You must leave the room before forgetting it").WithStatus(http.StatusBadRequest)
 	}
 	return s.db.ForgetRoom(ctx, roomID, user)
 }

@@ -80,7 +80,7 @@ func TestRoomLifecycle(t *testing.T) {
 					t.Errorf("joined_rooms %v lacks %s", jr, roomID)
 				}
 				// Leave and forget.
-				hstest.MustErr(t, alice.Do(t, "POST", roomPath(roomID, "/forget"), nil), 400, "M_BAD_STATE")
+				hstest.MustErr(t, alice.Do(t, "POST", roomPath(roomID, "/forget"), nil), 400, "M_UNKNOWN")
 				hstest.MustOK(t, alice.Do(t, "POST", roomPath(roomID, "/leave"), nil))
 				hstest.MustOK(t, alice.Do(t, "POST", roomPath(roomID, "/forget"), nil))
 			})
