@@ -321,7 +321,12 @@ func (s *Service) create(ctx context.Context, creator id.UserID, req CreateReque
 		}
 	}
 	if req.Topic != nil {
-		if err := add(creator, "m.room.topic", &empty, map[string]any{"topic": *req.Topic}); err != nil {
+		// With the rich topic of spec v1.15 (m.topic, MSC3765): the plain
+		// text as text/plain.
+		topic := map[string]any{"topic": *req.Topic, "m.topic": map[string]any{
+			"m.text": []map[string]any{{"body": *req.Topic, "mimetype": "text/plain"}},
+		}}
+		if err := add(creator, "m.room.topic", &empty, topic); err != nil {
 			return "", nil, err
 		}
 	}

@@ -85,6 +85,25 @@ type membershipBody struct {
 	Reason string    `json:"reason"`
 }
 
+// joinExtra is what the body of a join request adds to the member event's
+// content: its members other than those the spec or the server gives a
+// meaning (as Synapse, which writes the body into the content; Complement
+// TestRoomMembers "can join a room with custom content").
+func joinExtra(body map[string]json.RawMessage) map[string]any {
+	var out map[string]any
+	for k, v := range body {
+		switch k {
+		case "reason", "third_party_signed", "membership", "displayname", "avatar_url", "join_authorised_via_users_server":
+			continue
+		}
+		if out == nil {
+			out = map[string]any{}
+		}
+		out[k] = v
+	}
+	return out
+}
+
 // resolveRoom turns a room ID or an alias into a room ID and the servers
 // the alias's directory names (none for a room ID). An alias of another
 // server is asked of that server (directory.ResolveAlias).
@@ -148,9 +167,15 @@ func (a *API) joinRoom(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) doJoin(w http.ResponseWriter, r *http.Request, roomID id.RoomID, aliasServers []string) error {
-	var body membershipBody
-	if err := api.DecodeOptionalJSON(r, &body); err != nil {
+	var all map[string]json.RawMessage
+	if err := api.DecodeOptionalJSON(r, &all); err != nil {
 		return err
+	}
+	var body membershipBody
+	if raw, ok := all["reason"]; ok {
+		if err := json.Unmarshal(raw, &body.Reason); err != nil {
+			return mxerr.BadJSON("reason must be a string")
+		}
 	}
 	who := Who(r)
 	// A room a server admin blocked (admin_rooms.go).
@@ -174,7 +199,7 @@ func (a *API) doJoin(w http.ResponseWriter, r *http.Request, roomID id.RoomID, a
 	}
 	_, err := a.svc.Rooms.SetMembership(r.Context(), room.MemberChange{
 		RoomID: roomID, Sender: who.UserID, Target: who.UserID, Membership: room.Join, Reason: body.Reason,
-		Via: joinVia(r.URL.Query(), aliasServers, roomID, a.cfg.ServerName),
+		Via: joinVia(r.URL.Query(), aliasServers, roomID, a.cfg.ServerName), Extra: joinExtra(all),
 	})
 	if err != nil {
 		return err

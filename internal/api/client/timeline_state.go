@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"slices"
 
+	"maunium.net/go/mautrix/id"
+
 	"polder.dev/polder/internal/api"
 	"polder.dev/polder/internal/mxerr"
 	"polder.dev/polder/internal/room"
@@ -46,7 +48,24 @@ func (a *API) joinedMembers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return api.OK(w, map[string]any{"joined": joined})
+	// Both keys always, null when unset, as Synapse (Complement
+	// TestRoomState checks avatar_url is present).
+	type member struct {
+		DisplayName *string `json:"display_name"`
+		AvatarURL   *string `json:"avatar_url"`
+	}
+	out := make(map[id.UserID]member, len(joined))
+	for u, m := range joined {
+		var wire member
+		if m.DisplayName != "" {
+			wire.DisplayName = &m.DisplayName
+		}
+		if m.AvatarURL != "" {
+			wire.AvatarURL = &m.AvatarURL
+		}
+		out[u] = wire
+	}
+	return api.OK(w, map[string]any{"joined": out})
 }
 
 // GET /_matrix/client/v3/rooms/{roomId}/state

@@ -1,0 +1,55 @@
+package client_test
+
+import (
+	"net/url"
+	"testing"
+
+	"polder.dev/polder/internal/hstest"
+)
+
+// Room details Complement's csapi tests found, each named.
+func TestRoomsComplementDetails(t *testing.T) {
+	t.Parallel()
+	hstest.Each(t, hstest.Options{}, func(t *testing.T, hs *hstest.Server) {
+		alice := hs.Register(t, "alice", "pw")
+		bob := hs.Register(t, "bob", "pw")
+
+		t.Run("createRoom writes the topic as m.topic too", func(t *testing.T) {
+			// TestRoomCreate "makes a room with a topic and writes rich
+			// topic representation".
+			roomID := createRoom(t, alice, map[string]any{"preset": "public_chat", "topic": "Test Room"})
+			c := hstest.MustOK(t, alice.Do(t, "GET", roomPath(roomID, "/state/m.room.topic/"), nil))
+			mt, _ := c["m.topic"].(map[string]any)
+			texts, _ := mt["m.text"].([]any)
+			if c["topic"] != "Test Room" || len(texts) != 1 || texts[0].(map[string]any)["body"] != "Test Room" {
+				t.Errorf("m.room.topic = %v, want topic and m.topic.m.text[0].body both \"Test Room\"", c)
+			}
+		})
+
+		t.Run("join with custom content", func(t *testing.T) {
+			// TestRoomMembers "POST /join/:room_id can join a room with
+			// custom content".
+			roomID := createRoom(t, alice, map[string]any{"preset": "public_chat"})
+			hstest.MustOK(t, bob.Do(t, "POST", c3+"/join/"+url.PathEscape(roomID), map[string]any{"foo": "bar", "reason": "hi", "membership": "leave"}))
+			c := hstest.MustOK(t, alice.Do(t, "GET", roomPath(roomID, "/state/m.room.member/"+url.PathEscape(bob.UserID)), nil))
+			if c["membership"] != "join" || c["foo"] != "bar" || c["reason"] != "hi" {
+				t.Errorf("bob's member content = %v, want membership join, foo bar, reason hi", c)
+			}
+		})
+
+		t.Run("joined_members has avatar_url and display_name, null when unset", func(t *testing.T) {
+			// TestRoomState "GET /rooms/:room_id/joined_members fetches my
+			// membership".
+			roomID := createRoom(t, alice, map[string]any{"preset": "public_chat"})
+			r := alice.Do(t, "GET", roomPath(roomID, "/joined_members"), nil)
+			m := hstest.MustOK(t, r)
+			me, _ := m["joined"].(map[string]any)[alice.UserID].(map[string]any)
+			if v, ok := me["avatar_url"]; !ok || v != nil {
+				t.Errorf("alice in joined_members = %v (%s), want avatar_url null", me, r.Body)
+			}
+			if _, ok := me["display_name"]; !ok {
+				t.Errorf("alice in joined_members = %v, want display_name", me)
+			}
+		})
+	})
+}
