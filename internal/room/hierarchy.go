@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"slices"
 	"sort"
@@ -779,6 +780,7 @@ func (sp *Spaces) ask(ctx context.Context, roomID id.RoomID, servers []string, s
 		return a.resp, nil
 	}
 	asked := 0
+	refused := false
 	var resp *federation.HierarchyResponse
 	for _, srv := range servers {
 		if srv == sp.rooms.cfg.ServerName || !event.ValidServerName(srv) {
@@ -798,10 +800,21 @@ func (sp *Spaces) ask(ctx context.Context, roomID id.RoomID, servers []string, s
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		var re *federation.RemoteError
+		if errors.As(err, &re) && re.Status < 500 {
+			refused = true
+		}
 		sp.log.Debug("space hierarchy not answered", "room_id", roomID, "destination", srv, "err", err)
 	}
 	if asked == 0 {
 		return nil, nil // nobody to ask: nothing learnt to remember
+	}
+	if resp == nil && refused {
+		// A server that refused (404: it does not know that we may see
+		// the room) may answer once it learns that a user of ours is in
+		// a room the join rules allow: the refusal is not remembered
+		// (Complement TestRestrictedRoomsSpacesSummaryFederation).
+		return nil, nil
 	}
 	ttl := answerTTL
 	if resp == nil {
