@@ -169,6 +169,12 @@ func (s *Service) inviteRemote(ctx context.Context, rs *roomState, roomID id.Roo
 // for; SetMembership then asks another server in the room to.
 var errNoLocalAuthoriser = mxerr.Forbidden("No local member may authorise your join")
 
+// errCannotAuthorise refuses a remote user's restricted join when this
+// server is in none of the allowed rooms the user might be in: another
+// server of the room may know (server-server API, make_join:
+// M_UNABLE_TO_AUTHORISE_JOIN, "the joining server should try another").
+var errCannotAuthorise = mxerr.New("M_UNABLE_TO_AUTHORISE_JOIN", "This server is not in the rooms that allow the join and cannot tell whether you are")
+
 // authoriseRestrictedJoin fills join_authorised_via_users_server for a
 // join to a restricted room that the user may join through membership of
 // an allowed room (room versions 8+, "Restricted rooms"): a local member
@@ -194,10 +200,23 @@ func (s *Service) authoriseRestrictedJoin(ctx context.Context, rs *roomState, ro
 		} `json:"allow"`
 	}
 	_ = json.Unmarshal(jr.Content(), &rules)
-	allowed := false
+	allowed, unknown := false, false
 	for _, a := range rules.Allow {
 		if a.Type != "m.room_membership" {
 			continue
+		}
+		if user.Homeserver() != s.cfg.ServerName {
+			// What we hold of a room no user of ours is in any more is
+			// stale: a remote user's membership there is unknown to us
+			// (Complement TestRestrictedRoomsRemoteJoinFailOver).
+			servers, err := s.db.RoomServersJoined(ctx, a.RoomID)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if _, in := servers[s.cfg.ServerName]; !in {
+				unknown = true
+				continue
+			}
 		}
 		if m, err := s.Membership(ctx, a.RoomID, user); err == nil && m == Join {
 			allowed = true
@@ -209,6 +228,9 @@ func (s *Service) authoriseRestrictedJoin(ctx context.Context, rs *roomState, ro
 	if !allowed {
 		if rule == "knock_restricted" {
 			return nil // the rules refuse the join; knocking stays possible
+		}
+		if unknown {
+			return errCannotAuthorise
 		}
 		return mxerr.Forbidden("You are not a member of any room that allows joining this one")
 	}
