@@ -58,6 +58,9 @@ func (a *API) Routes(rt *api.Router) {
 	// Push rules, pushers and notifications (push.go).
 	a.pushRoutes(rt)
 
+	// Every path again under r0, the name of v3 before spec v1.1 (r0.go).
+	a.r0Routes(rt)
+
 	// Synapse-compatible admin API.
 	const s = "/_synapse/admin"
 	rt.Handle("GET "+s+"/v1/server_version", a.errs.H(a.serverVersion))

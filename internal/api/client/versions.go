@@ -2,10 +2,11 @@ package client
 
 import (
 	"net/http"
-	"polder.dev/polder/internal/room"
+	"slices"
 
 	"polder.dev/polder/internal/api"
 	"polder.dev/polder/internal/mxerr"
+	"polder.dev/polder/internal/room"
 )
 
 // specVersions are the spec versions whose account and session APIs Polder
@@ -19,7 +20,7 @@ var specVersions = []string{
 // GET /_matrix/client/versions
 func (a *API) versions(w http.ResponseWriter, r *http.Request) error {
 	return api.OK(w, map[string]any{
-		"versions": specVersions,
+		"versions": append(slices.Clone(r0Versions), specVersions...),
 		"unstable_features": map[string]bool{
 			"org.matrix.msc3814":            true, // dehydrated devices (dehydrated.go)
 			"org.matrix.simplified_msc3575": true, // sliding sync (slidingsync.go)
