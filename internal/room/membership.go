@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"reflect"
 	"slices"
 
 	"maunium.net/go/mautrix/id"
@@ -109,6 +110,16 @@ func (s *Service) sendMember(ctx context.Context, sender, target id.UserID, memb
 		return nil, err
 	}
 	sk := string(target)
+	if membership == Join && sender == target {
+		// Joining again with nothing changed sends nothing (as Synapse;
+		// Complement TestRoomCreationReportsEventsToMyself "Joining room
+		// twice is idempotent").
+		if cur := rs.lookup(event.TypeMember, sk); cur != nil && sameContent(cur.Content(), raw) {
+			if ev, err := s.db.Event(ctx, cur.EventID()); err == nil {
+				return ev, nil
+			}
+		}
+	}
 	pdu, err := s.build(rs, sender, roomID, Draft{Type: event.TypeMember, StateKey: &sk, Content: raw})
 	if err != nil {
 		return nil, err
@@ -168,6 +179,16 @@ func (s *Service) inviteRemote(ctx context.Context, rs *roomState, roomID id.Roo
 // errNoLocalAuthoriser refuses a restricted join no local user can vouch
 // for; SetMembership then asks another server in the room to.
 var errNoLocalAuthoriser = mxerr.Forbidden("No local member may authorise your join")
+
+// sameContent reports whether two event contents are the same JSON
+// object.
+func sameContent(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
+}
 
 // errCannotAuthorise refuses a remote user's restricted join when this
 // server is in none of the allowed rooms the user might be in: another

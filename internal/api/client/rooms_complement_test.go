@@ -37,6 +37,34 @@ func TestRoomsComplementDetails(t *testing.T) {
 			}
 		})
 
+		t.Run("joining twice is idempotent", func(t *testing.T) {
+			// TestRoomCreationReportsEventsToMyself "Joining room twice is
+			// idempotent".
+			roomID := createRoom(t, alice, map[string]any{"preset": "public_chat"})
+			memberID := func() string {
+				t.Helper()
+				r := alice.Do(t, "GET", roomPath(roomID, "/state"), nil)
+				for _, ev := range hstest.Decode[[]map[string]any](t, r) {
+					if ev["type"] == "m.room.member" && ev["state_key"] == bob.UserID {
+						return ev["event_id"].(string)
+					}
+				}
+				t.Fatalf("no member event of bob in %s", r.Body)
+				return ""
+			}
+			hstest.MustOK(t, bob.Do(t, "POST", c3+"/join/"+url.PathEscape(roomID), map[string]any{}))
+			first := memberID()
+			hstest.MustOK(t, bob.Do(t, "POST", c3+"/join/"+url.PathEscape(roomID), map[string]any{}))
+			if second := memberID(); second != first {
+				t.Errorf("second join sent %s, want bob's first join %s kept", second, first)
+			}
+			// A join with new content is a change.
+			hstest.MustOK(t, bob.Do(t, "POST", c3+"/join/"+url.PathEscape(roomID), map[string]any{"reason": "again"}))
+			if third := memberID(); third == first {
+				t.Errorf("join with a reason sent nothing, want a new member event")
+			}
+		})
+
 		t.Run("joined_members has avatar_url and display_name, null when unset", func(t *testing.T) {
 			// TestRoomState "GET /rooms/:room_id/joined_members fetches my
 			// membership".
