@@ -45,6 +45,7 @@ type UploadRequest struct {
 // Synapse). New or changed device keys are a device list change.
 //
 // Errors: M_INVALID_PARAM when device_keys names another user or device,
+// M_BAD_JSON when it lacks algorithms, keys or signatures,
 // when a one-time key ID is uploaded again with other content (the same
 // content is ignored), or for a malformed key ID; M_BAD_JSON for keys that
 // are not JSON objects (or strings, for unsigned one-time keys);
@@ -63,6 +64,16 @@ func (s *Service) UploadKeys(ctx context.Context, user id.UserID, device id.Devi
 		if head.UserID != user || head.DeviceID != device {
 			return nil, mxerr.InvalidParam("device_keys must be those of %s's device %s, not of %s's device %s",
 				user, device, head.UserID, head.DeviceID)
+		}
+		// The spec's DeviceKeys requires them all (Complement TestUploadKey
+		// "Rejects invalid device keys").
+		var req struct {
+			Algorithms []string          `json:"algorithms"`
+			Keys       map[string]string `json:"keys"`
+			Signatures json.RawMessage   `json:"signatures"`
+		}
+		if err := json.Unmarshal(c, &req); err != nil || req.Algorithms == nil || req.Keys == nil || len(req.Signatures) == 0 || req.Signatures[0] != '{' {
+			return nil, mxerr.BadJSON("device_keys must have algorithms, keys and signatures")
 		}
 		if len(c) > maxKeyBytes {
 			return nil, mxerr.TooLarge("device_keys is larger than %d bytes", maxKeyBytes)

@@ -201,6 +201,9 @@ func TestKeysUploadClaim(t *testing.T) {
 				{"conflicting one-time key", map[string]any{"one_time_keys": map[string]any{"signed_curve25519:A": otk("other")}}, "M_INVALID_PARAM"},
 				{"device keys of another device", map[string]any{"device_keys": map[string]any{"user_id": alice.UserID, "device_id": "OTHER", "keys": map[string]any{}}}, "M_INVALID_PARAM"},
 				{"device keys of another user", map[string]any{"device_keys": map[string]any{"user_id": bob.UserID, "device_id": alice.DeviceID, "keys": map[string]any{}}}, "M_INVALID_PARAM"},
+				// Complement TestUploadKey "Rejects invalid device keys".
+				{"device keys without algorithms, keys, signatures", map[string]any{"device_keys": map[string]any{"user_id": alice.UserID, "device_id": alice.DeviceID}}, "M_BAD_JSON"},
+				{"device keys without signatures", map[string]any{"device_keys": map[string]any{"user_id": alice.UserID, "device_id": alice.DeviceID, "algorithms": []string{}, "keys": map[string]any{}}}, "M_BAD_JSON"},
 				{"key ID without algorithm", map[string]any{"one_time_keys": map[string]any{"nocolon": otk("x")}}, "M_INVALID_PARAM"},
 				{"key not an object", map[string]any{"one_time_keys": map[string]any{"signed_curve25519:N": 5}}, "M_BAD_JSON"},
 			}
