@@ -34,7 +34,7 @@ type UserResult struct {
 // SearchUsers searches the user directory (client-server API, "User
 // directory") for the users visible to who: those who share a room with it
 // and those joined to rooms with a public join rule or world_readable
-// history. Deactivated users are left out.
+// history. Deactivated users and who itself are left out.
 //
 // The term is split into words (runs of letters and digits); a user
 // matches when each word begins a word of its display name or of its user
@@ -77,6 +77,9 @@ func (s *Service) SearchUsers(ctx context.Context, who user.Identity, term strin
 	}
 	var found []ranked
 	for _, u := range users {
+		if u.UserID == who.UserID {
+			continue // not oneself, as Synapse (Complement TestRoomSpecificUsernameChange)
+		}
 		name := strings.ToLower(u.DisplayName)
 		local := strings.ToLower(u.UserID.Localpart())
 		uid := strings.ToLower(string(u.UserID))

@@ -91,6 +91,10 @@ func TestUserDirectory(t *testing.T) {
 			// Exact matches first: "al" is al's localpart, a prefix of
 			// alice's.
 			{"exact first", carol, "al", []string{al.UserID, alice.UserID}},
+			// Not oneself (as Synapse; Complement
+			// TestRoomSpecificUsernameChange): alice's "al" finds al.
+			{"not oneself", alice, "al", []string{al.UserID}},
+			{"not oneself by user ID", bob, bob.UserID, nil},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				got := searchUsers(t, tc.c, map[string]any{"search_term": tc.term})
