@@ -3,6 +3,7 @@ package store
 import (
 	"runtime"
 	"sync"
+	"weak"
 
 	"maunium.net/go/mautrix/id"
 )
@@ -31,20 +32,28 @@ const presenceRowsMax = 100000
 
 // presenceCaches holds each SQLite DB's cache (a DB's struct is db.go's),
 // dropped when the DB is collected.
-var presenceCaches sync.Map // *DB → *presenceRowCache
+var presenceCaches sync.Map // weak.Pointer[DB] → *presenceRowCache
 
 func (db *DB) presenceRows() *presenceRowCache {
 	if db.dialect != SQLite {
 		return nil
 	}
-	if c, ok := presenceCaches.Load(db); ok {
-		return c.(*presenceRowCache)
+	return dbLocal(&presenceCaches, db, func() *presenceRowCache { return &presenceRowCache{} })
+}
+
+// dbLocal returns db's value in m (a map of weak.Pointer[DB] to *T), made
+// by mk the first time and deleted from m once db is collected: per-DB
+// state kept outside the DB struct (db.go's).
+func dbLocal[T any](m *sync.Map, db *DB, mk func() *T) *T {
+	key := weak.Make(db)
+	if v, ok := m.Load(key); ok {
+		return v.(*T)
 	}
-	c, loaded := presenceCaches.LoadOrStore(db, &presenceRowCache{})
+	v, loaded := m.LoadOrStore(key, mk())
 	if !loaded {
-		runtime.AddCleanup(db, func(key *DB) { presenceCaches.Delete(key) }, nil)
+		runtime.AddCleanup(db, func(k weak.Pointer[DB]) { m.Delete(k) }, key)
 	}
-	return c.(*presenceRowCache)
+	return v.(*T)
 }
 
 func (c *presenceRowCache) get(user id.UserID) (Presence, bool, bool) {

@@ -241,7 +241,34 @@ func (db *DB) RecentEventsFor(ctx context.Context, viewer id.UserID, ranges []St
 		if err != nil {
 			return err
 		}
+		// Ranges from the start of the room (an initial sync) are taken
+		// from the timeline cache where the room has no event since.
+		var whole []int64
+		for _, r := range ranges {
+			if nid, ok := nids[r.RoomID]; ok && r.From == 0 && r.To > 0 {
+				whole = append(whole, nid)
+			}
+		}
+		tops, err := roomTops(ctx, q, whole)
+		if err != nil {
+			return err
+		}
+		tc := db.timelineCache()
 		var all []syncRow
+		cached := map[int64]bool{}
+		for _, r := range ranges {
+			nid, ok := nids[r.RoomID]
+			if !ok || r.From != 0 {
+				continue
+			}
+			if top, ok := tops[nid]; ok && top <= r.To {
+				if rows, ok := tc.get(nid, limit, top); ok {
+					all = append(all, rows...)
+					cached[nid] = true
+				}
+			}
+		}
+		read := len(all)
 		for chunk := range chunks(ranges, roomsPerStatement) {
 			var b strings.Builder
 			var args []any
@@ -249,7 +276,7 @@ func (db *DB) RecentEventsFor(ctx context.Context, viewer id.UserID, ranges []St
 			n := 0
 			for _, r := range chunk {
 				nid, ok := nids[r.RoomID]
-				if r.To <= r.From || !ok {
+				if r.To <= r.From || !ok || cached[nid] {
 					continue
 				}
 				if n > 0 {
@@ -268,7 +295,22 @@ func (db *DB) RecentEventsFor(ctx context.Context, viewer id.UserID, ranges []St
 			}
 			all = append(all, rs...)
 		}
-		evs, err := finishEvents(ctx, q, all, versions, viewer, refs)
+		// Keep what was read of the rooms whose top the range reached:
+		// their newest limit events.
+		byRoom := map[int64][]syncRow{}
+		for _, r := range all[read:] {
+			byRoom[r.roomNID] = append(byRoom[r.roomNID], r)
+		}
+		for _, r := range ranges {
+			nid, ok := nids[r.RoomID]
+			if !ok || r.From != 0 || cached[nid] {
+				continue
+			}
+			if top, ok := tops[nid]; ok && top <= r.To {
+				tc.put(nid, limit, top, byRoom[nid])
+			}
+		}
+		evs, err := db.finishEvents(ctx, q, all, versions, viewer, refs)
 		if err != nil {
 			return err
 		}
@@ -304,7 +346,7 @@ func (db *DB) CachedEventsFor(ctx context.Context, viewer id.UserID, ids []id.Ev
 			all = append(all, rs...)
 		}
 		var err error
-		out, err = finishEvents(ctx, q, all, map[int64]string{}, viewer, nil)
+		out, err = db.finishEvents(ctx, q, all, map[int64]string{}, viewer, nil)
 		return err
 	})
 	return out, err
@@ -373,9 +415,10 @@ func roomNIDs(ctx context.Context, q querier, rooms []id.RoomID) (map[id.RoomID]
 
 // finishEvents parses rows (through the parse cache) in their rooms'
 // versions, reading those that versions lacks into it, and reads the
-// transaction IDs of viewer's events. It records the rows' state
+// transaction IDs of viewer's events (those txnCache does not know). It
+// records the rows' state
 // snapshots in refs unless refs is nil.
-func finishEvents(ctx context.Context, q querier, rs []syncRow, versions map[int64]string, viewer id.UserID, refs map[id.EventID]StateRef) ([]*Event, error) {
+func (db *DB) finishEvents(ctx context.Context, q querier, rs []syncRow, versions map[int64]string, viewer id.UserID, refs map[id.EventID]StateRef) ([]*Event, error) {
 	var missing []int64
 	for _, r := range rs {
 		if _, ok := versions[r.roomNID]; !ok && !slices.Contains(missing, r.roomNID) {
@@ -425,7 +468,9 @@ func finishEvents(ctx context.Context, q querier, rs []syncRow, versions map[int
 	if len(own) == 0 {
 		return out, nil
 	}
-	txns := make(map[id.EventID][2]string, len(own))
+	cache := db.txnCache()
+	known, own := cache.get(own)
+	read := make(map[id.EventID]txnRow, len(own))
 	for chunk := range chunks(own, 500) {
 		// By txn_ids_event: a condition on user_id would have the
 		// planner walk all of the user's transactions instead.
@@ -440,18 +485,21 @@ func finishEvents(ctx context.Context, q querier, rs []syncRow, versions map[int
 				rows.Close()
 				return nil, err
 			}
-			if id.UserID(user) == viewer {
-				txns[eid] = [2]string{dev, txn}
-			}
+			read[eid] = txnRow{user: id.UserID(user), device: id.DeviceID(dev), txn: txn}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return nil, err
 		}
 	}
+	cache.put(own, read)
 	for _, ev := range out {
-		if t, ok := txns[ev.EventID()]; ok {
-			ev.TxnDevice, ev.TxnID = id.DeviceID(t[0]), t[1]
+		t, ok := known[ev.EventID()]
+		if !ok {
+			t = read[ev.EventID()]
+		}
+		if t.user == viewer && t.user != "" {
+			ev.TxnDevice, ev.TxnID = t.device, t.txn
 		}
 	}
 	return out, nil

@@ -391,3 +391,76 @@ func TestSyncEventsForViewer(t *testing.T) {
 		}
 	})
 }
+
+// RecentEventsFor's timeline cache and the transaction ID cache: a second
+// read of a room with nothing new is the same, per viewer; a new event, or
+// a redaction (which rewrites an event in place), shows at once.
+func TestSyncTimelineCache(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		w := newSyncWorld(t, db)
+		const alice, bob = id.UserID("@alice:hs.test"), id.UserID("@bob:hs.test")
+		r := w.create(alice, room.CreateRequest{Preset: room.PresetPublic})
+		w.member(r, bob, bob, room.Join)
+		send := func(u id.UserID, d room.Draft) *store.Event {
+			ev, err := w.rooms.Send(ctx, u, r, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ev
+		}
+		msg := func(u id.UserID, txn string) *store.Event {
+			return send(u, room.Draft{Type: "m.room.message", Content: []byte(`{"body":"x"}`),
+				Txn: &store.Txn{UserID: u, DeviceID: "D", TxnID: txn}})
+		}
+		mine := msg(alice, "t1")
+		theirs := msg(bob, "t2")
+		check := func(step string, viewer id.UserID, to int64) []*store.Event {
+			t.Helper()
+			ranges := []store.StreamRange{{RoomID: r, To: to}}
+			want, _, err := db.RecentEventsWithState(ctx, ranges, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 2 { // the first read fills the cache, the second uses it
+				got, _, err := db.RecentEventsFor(ctx, viewer, ranges, 3)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if eventIDs(got[r]) != eventIDs(want[r]) {
+					t.Fatalf("%s: RecentEventsFor(%s) = %s, want %s", step, viewer, eventIDs(got[r]), eventIDs(want[r]))
+				}
+				for i, ev := range got[r] {
+					if !slices.Equal(ev.JSON(), want[r][i].JSON()) {
+						t.Errorf("%s: event %s is %s, want %s", step, ev.EventID(), ev.JSON(), want[r][i].JSON())
+					}
+					own := ev.Sender() == viewer && ev.TxnID != ""
+					if (ev.TxnID != "") != own || own && ev.TxnDevice != "D" {
+						t.Errorf("%s: event %s of %s has transaction %q for viewer %s", step, ev.EventID(), ev.Sender(), ev.TxnID, viewer)
+					}
+				}
+				ids := make([]id.EventID, 0, len(got[r]))
+				for _, ev := range got[r] {
+					ids = append(ids, ev.EventID())
+				}
+				if _, err := db.CachedEventsFor(ctx, viewer, ids); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return want[r]
+		}
+		check("first", alice, theirs.StreamPos)
+		check("other viewer", bob, theirs.StreamPos)
+		third := msg(alice, "t3")
+		if got := check("new event", alice, third.StreamPos); got[len(got)-1].EventID() != third.EventID() {
+			t.Errorf("newest event %s, want %s", got[len(got)-1].EventID(), third.EventID())
+		}
+		red := send(alice, room.Draft{Type: "m.room.redaction", Content: []byte(`{}`), Redacts: mine.EventID()})
+		got := check("redaction", alice, red.StreamPos)
+		for _, ev := range got {
+			if ev.EventID() == mine.EventID() && ev.RedactedBy == "" {
+				t.Errorf("event %s not redacted after %s", mine.EventID(), red.EventID())
+			}
+		}
+	})
+}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -310,6 +311,7 @@ func BenchmarkSyncInitial(b *testing.B) {
 				ops0 := dbOps(b, hs)
 				var size int
 				b.ReportAllocs()
+				cpu0 := benchCPU(b)
 				b.ResetTimer()
 				for range b.N {
 					r := alice.Do(b, "GET", c3+"/sync", nil)
@@ -319,12 +321,24 @@ func BenchmarkSyncInitial(b *testing.B) {
 					size = len(r.Body)
 				}
 				b.StopTimer()
+				b.ReportMetric(float64((benchCPU(b)-cpu0).Microseconds())/1000/float64(b.N), "cpu_ms/op")
 				ops := dbOps(b, hs) - ops0
 				b.ReportMetric(float64(ops)/float64(b.N), "db_ops/op")
 				b.ReportMetric(float64(size)/1024, "resp_KiB")
 			})
 		}
 	}
+}
+
+// benchCPU is the CPU time the process (server and clients together) has
+// used: a figure that a loaded machine disturbs less than wall time.
+func benchCPU(tb testing.TB) time.Duration {
+	tb.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // dbOps sums the server's store operation counts from /metrics.
@@ -379,6 +393,7 @@ func BenchmarkSyncIncremental(b *testing.B) {
 			}
 			tok := doSync(b, alice, "").NextBatch
 			var ops int64
+			var cpu time.Duration
 			byName0 := dbOpsByName(b, hs)
 			b.ResetTimer()
 			for i := range b.N {
@@ -387,9 +402,11 @@ func BenchmarkSyncIncremental(b *testing.B) {
 					b.Fatal(err)
 				}
 				ops0 := dbOps(b, hs)
+				cpu0 := benchCPU(b)
 				b.StartTimer()
 				r := alice.Do(b, "GET", c3+"/sync?"+syncSince(tok), nil)
 				b.StopTimer()
+				cpu += benchCPU(b) - cpu0
 				ops += dbOps(b, hs) - ops0
 				var s syncResponse
 				if err := json.Unmarshal(r.Body, &s); err != nil || s.join(string(ids[i%rooms])) == nil {
@@ -399,6 +416,7 @@ func BenchmarkSyncIncremental(b *testing.B) {
 				b.StartTimer()
 			}
 			b.ReportMetric(float64(ops)/float64(b.N), "db_ops/op")
+			b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu_ms/op")
 			b.StopTimer()
 			var names []string
 			for op, v := range dbOpsByName(b, hs) {
