@@ -338,21 +338,6 @@ func (s *Service) persistJoin(ctx context.Context, srv string, version id.RoomVe
 	return out, nil
 }
 
-// lockAny locks a room's in-memory entry without requiring the room to
-// exist; the caller must unlock rs.mu and set rs.loaded = false after
-// changing the room behind the cache.
-func (s *Service) lockAny(roomID id.RoomID) *roomState {
-	s.mu.Lock()
-	rs := s.rooms[roomID]
-	if rs == nil {
-		rs = &roomState{}
-		s.rooms[roomID] = rs
-	}
-	s.mu.Unlock()
-	rs.mu.Lock()
-	return rs
-}
-
 // announce wakes the syncers of a persisted event and calls OnEvent.
 func (s *Service) announce(ev *store.Event) {
 	if ev.StreamPos == 0 || ev.IsRejected || ev.SoftFailed {

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"maunium.net/go/mautrix/id"
@@ -124,6 +125,12 @@ type roomState struct {
 	events      map[id.EventID]*event.PDU // the events of state
 	extremities []id.EventID
 	depth       int64
+	// tail is closed once the room's last pipelined send has committed
+	// (or failed) and been announced; nil when none is in flight.
+	tail chan struct{}
+	// stale says that a pipelined send failed after the cache took its
+	// event: the cache must be read again from the store (see settle).
+	stale atomic.Bool
 }
 
 func (rs *roomState) lookup(typ, stateKey string) eventauth.Event {
@@ -137,17 +144,12 @@ func (rs *roomState) lookup(typ, stateKey string) eventauth.Event {
 	return nil
 }
 
-// get returns the in-memory state of a room, locked. The caller must
-// unlock rs.mu. It returns ErrUnknownRoom if the room does not exist.
+// lock returns the in-memory state of a room, locked, once the room's
+// pipelined sends (sendPipelined) have finished, so that the store holds
+// everything the cache does. The caller must unlock rs.mu. It returns
+// ErrUnknownRoom if the room does not exist.
 func (s *Service) lock(ctx context.Context, roomID id.RoomID) (*roomState, error) {
-	s.mu.Lock()
-	rs := s.rooms[roomID]
-	if rs == nil {
-		rs = &roomState{}
-		s.rooms[roomID] = rs
-	}
-	s.mu.Unlock()
-	rs.mu.Lock()
+	rs := s.lockAny(roomID)
 	if rs.loaded {
 		return rs, nil
 	}
@@ -156,6 +158,43 @@ func (s *Service) lock(ctx context.Context, roomID id.RoomID) (*roomState, error
 		return nil, err
 	}
 	return rs, nil
+}
+
+// lockAny locks a room's in-memory entry without requiring the room to
+// exist, once its pipelined sends are done; the caller must unlock rs.mu
+// and set rs.loaded = false after changing the room behind the cache.
+func (s *Service) lockAny(roomID id.RoomID) *roomState {
+	rs := s.lockQueued(roomID)
+	rs.settle()
+	return rs
+}
+
+// lockQueued locks a room's in-memory entry without waiting for its
+// pipelined sends: only sendPipelined may use the entry so.
+func (s *Service) lockQueued(roomID id.RoomID) *roomState {
+	s.mu.Lock()
+	rs := s.rooms[roomID]
+	if rs == nil {
+		rs = &roomState{}
+		s.rooms[roomID] = rs
+	}
+	s.mu.Unlock()
+	rs.mu.Lock()
+	return rs
+}
+
+// settle waits, rs locked, until the room's pipelined sends have
+// committed or failed, and forgets the cache if one failed (it held the
+// failed event as the room's extremity). New pipelined sends cannot start
+// meanwhile: they need rs.mu.
+func (rs *roomState) settle() {
+	if rs.tail != nil {
+		<-rs.tail
+		rs.tail = nil
+	}
+	if rs.stale.Swap(false) {
+		rs.loaded = false
+	}
 }
 
 // ErrUnknownRoom is returned for rooms this server does not know.
@@ -225,6 +264,9 @@ func (s *Service) Send(ctx context.Context, sender id.UserID, roomID id.RoomID, 
 }
 
 func (s *Service) send(ctx context.Context, sender id.UserID, roomID id.RoomID, d Draft) (*store.Event, error) {
+	if s.pipelinable(d) {
+		return s.sendPipelined(ctx, sender, roomID, d)
+	}
 	rs, err := s.lock(ctx, roomID)
 	if errors.Is(err, ErrUnknownRoom) {
 		return nil, mxerr.Forbidden("You are not in room %s", roomID)
@@ -233,6 +275,113 @@ func (s *Service) send(ctx context.Context, sender id.UserID, roomID id.RoomID, 
 		return nil, err
 	}
 	defer rs.mu.Unlock()
+	return s.sendLocked(ctx, rs, sender, roomID, d)
+}
+
+// pipelinable reports whether a draft may take sendPipelined: a message
+// event without a relation (no relation check reads the store, no state
+// changes), on an engine that shares write transactions.
+func (s *Service) pipelinable(d Draft) bool {
+	if d.StateKey != nil || d.Type == event.TypeRedaction || d.Redacts != "" || !s.db.Grouped() {
+		return false
+	}
+	_, rel, _ := relatesTo(d.Content)
+	return rel == ""
+}
+
+// sendPipelined sends a plain message event without holding the room's
+// lock across the commit. Under the lock it builds and authorises the
+// event on the cached state, queues its write (store.DB.Enqueue: writes
+// run in queue order) and makes it the cached extremity; then it unlocks
+// and waits for the commit. The next message of the room is built on it
+// meanwhile and usually shares its commit: in a busy room the commit is
+// paid once per batch, not once per message, and sends of one room no
+// longer queue behind each other's commits.
+//
+// The client's answer still comes after the commit, and events are
+// announced (sync wake-up, federation queue) in the order they were
+// built, each after its predecessor. If the write fails (a retried
+// transaction ID, say) the cache is marked stale: the messages queued
+// behind it name a missing event as their base, so their writes fail too
+// (store.Tx.PersistEvent refuses an unknown base), and the next user of
+// the room reads the cache again from the store (settle). Every other
+// user of the room lock waits for the pipelined sends first (lock,
+// lockAny), so they see the store as before.
+func (s *Service) sendPipelined(ctx context.Context, sender id.UserID, roomID id.RoomID, d Draft) (*store.Event, error) {
+	rs := s.lockQueued(roomID)
+	if !rs.loaded || rs.stale.Load() || len(rs.extremities) != 1 {
+		rs.settle()
+		if !rs.loaded {
+			if err := s.load(ctx, roomID, rs); err != nil {
+				rs.mu.Unlock()
+				if errors.Is(err, ErrUnknownRoom) {
+					return nil, mxerr.Forbidden("You are not in room %s", roomID)
+				}
+				return nil, err
+			}
+		}
+		if len(rs.extremities) != 1 {
+			// A fork: the write needs the resolved state (persistBatch).
+			defer rs.mu.Unlock()
+			return s.sendLocked(ctx, rs, sender, roomID, d)
+		}
+	}
+	pdu, err := s.build(rs, sender, roomID, d)
+	if err == nil {
+		err = forbidden(eventauth.Check(rs.version, pdu, rs.lookup))
+	}
+	if err != nil {
+		rs.mu.Unlock()
+		return nil, err
+	}
+	pn := s.preparePushLocal(ctx, []*event.PDU{pdu})
+	ne := store.NewEvent{PDU: pdu, StateBase: rs.extremities[0], Extremities: []id.EventID{pdu.EventID()}, Txn: d.Txn}
+	var pos int64
+	wctx := context.WithoutCancel(ctx) // the write runs even if the client goes
+	q, _ := s.db.Enqueue(wctx, "persist_event", func(tx *store.Tx) error {
+		p, err := tx.PersistEvent(wctx, ne)
+		if err != nil {
+			return err
+		}
+		if err := pn.writeAt(wctx, tx, 0, p); err != nil {
+			return err
+		}
+		pos = p
+		return nil
+	})
+	prev, mine := rs.tail, make(chan struct{})
+	rs.tail = mine
+	rs.extremities = ne.Extremities
+	rs.depth = max(rs.depth, pdu.Depth())
+	rs.mu.Unlock()
+
+	err = q.Wait()
+	var ev *store.Event
+	if err == nil {
+		ev = &store.Event{PDU: pdu, StreamPos: pos}
+		if d.Txn != nil {
+			ev.TxnDevice, ev.TxnID = d.Txn.DeviceID, d.Txn.TxnID
+		}
+		pn.finish(nil, ev)
+	} else {
+		pn.finish(err)
+		rs.stale.Store(true)
+	}
+	if prev != nil {
+		<-prev
+	}
+	if ev != nil {
+		s.announce(ev)
+	}
+	close(mine)
+	if errors.Is(err, store.ErrConflict) && d.Txn != nil {
+		return s.txnEvent(ctx, *d.Txn)
+	}
+	return ev, err
+}
+
+// sendLocked is send with the room locked and settled.
+func (s *Service) sendLocked(ctx context.Context, rs *roomState, sender id.UserID, roomID id.RoomID, d Draft) (*store.Event, error) {
 	if ev := s.sameState(ctx, rs, sender, d); ev != nil {
 		return ev, nil
 	}

@@ -1,6 +1,10 @@
 package store
 
-import "context"
+import (
+	"context"
+
+	"maunium.net/go/mautrix/id"
+)
 
 // QueuedTx is how many WithTx calls wait for the next grouped batch, or -1
 // where calls are not grouped (PostgreSQL).
@@ -48,4 +52,9 @@ func (db *DB) WALFrames(ctx context.Context) (int64, error) {
 	// TRUNCATE reports no counts: it only empties the WAL for the next count.
 	_, err := db.w.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
 	return log, err
+}
+
+// RoomNID is roomNID, for tests of what a transaction sees.
+func (tx *Tx) RoomNID(ctx context.Context, roomID id.RoomID) (int64, error) {
+	return tx.roomNID(ctx, roomID)
 }
