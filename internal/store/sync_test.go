@@ -392,9 +392,10 @@ func TestSyncEventsForViewer(t *testing.T) {
 	})
 }
 
-// RecentEventsFor's timeline cache and the transaction ID cache: a second
-// read of a room with nothing new is the same, per viewer; a new event, or
-// a redaction (which rewrites an event in place), shows at once.
+// RecentEventsFor's timeline cache, CachedEventsAt's event cache and the
+// transaction ID cache: a second read of a room with nothing new is the
+// same, per viewer; a new event, or a redaction (which rewrites an event
+// in place), shows at once.
 func TestSyncTimelineCache(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
@@ -434,7 +435,7 @@ func TestSyncTimelineCache(t *testing.T) {
 					if !slices.Equal(ev.JSON(), want[r][i].JSON()) {
 						t.Errorf("%s: event %s is %s, want %s", step, ev.EventID(), ev.JSON(), want[r][i].JSON())
 					}
-					own := ev.Sender() == viewer && ev.TxnID != ""
+					own := ev.Sender() == viewer && ev.Type() == "m.room.message"
 					if (ev.TxnID != "") != own || own && ev.TxnDevice != "D" {
 						t.Errorf("%s: event %s of %s has transaction %q for viewer %s", step, ev.EventID(), ev.Sender(), ev.TxnID, viewer)
 					}
@@ -443,8 +444,25 @@ func TestSyncTimelineCache(t *testing.T) {
 				for _, ev := range got[r] {
 					ids = append(ids, ev.EventID())
 				}
-				if _, err := db.CachedEventsFor(ctx, viewer, ids); err != nil {
+				tops, err := db.RoomTopsOf(ctx, []id.RoomID{r})
+				if err != nil {
 					t.Fatal(err)
+				}
+				byID, err := db.CachedEventsAt(ctx, viewer, tops, ids)
+				if err != nil {
+					t.Fatal(err)
+				}
+				slices.SortFunc(byID, func(a, b *store.Event) int { return int(a.StreamPos - b.StreamPos) })
+				if eventIDs(byID) != eventIDs(want[r]) {
+					t.Fatalf("%s: CachedEventsAt = %s, want %s", step, eventIDs(byID), eventIDs(want[r]))
+				}
+				for i, ev := range byID {
+					if !slices.Equal(ev.JSON(), want[r][i].JSON()) || ev.RedactedBy != want[r][i].RedactedBy {
+						t.Errorf("%s: CachedEventsAt: event %s is %s, want %s", step, ev.EventID(), ev.JSON(), want[r][i].JSON())
+					}
+					if g := got[r][i]; ev.TxnID != g.TxnID || ev.TxnDevice != g.TxnDevice {
+						t.Errorf("%s: CachedEventsAt: event %s has transaction %q, RecentEventsFor %q (viewer %s)", step, ev.EventID(), ev.TxnID, g.TxnID, viewer)
+					}
 				}
 			}
 			return want[r]

@@ -174,3 +174,108 @@ func roomTops(ctx context.Context, q querier, rooms []int64) (map[int64]int64, e
 	}
 	return out, nil
 }
+
+// RoomTops are the top stream positions of rooms (the highest of any of
+// their events), read at one time by RoomTopsOf. Reads given them may
+// answer from what they kept of those rooms while a room's top is the
+// same (CachedEventsAt).
+type RoomTops struct {
+	tops map[int64]int64 // by room_nid
+}
+
+// RoomTopsOf reads the tops of rooms: one index step per room.
+func (db *DB) RoomTopsOf(ctx context.Context, rooms []id.RoomID) (*RoomTops, error) {
+	t := &RoomTops{}
+	err := db.read(ctx, "room_tops", func(q querier) error {
+		nids, _, err := roomNIDs(ctx, q, rooms)
+		if err != nil {
+			return err
+		}
+		all := make([]int64, 0, len(nids))
+		for _, n := range nids {
+			all = append(all, n)
+		}
+		t.tops, err = roomTops(ctx, q, all)
+		return err
+	})
+	return t, err
+}
+
+// eventCache keeps the rows of timeline events that CachedEventsAt read,
+// each with its room's top when it was read (before the row). An event's
+// row changes only with a new event in its room (a redaction rewrites its
+// target in the redaction's transaction; an outlier or a backfilled event,
+// which may be rewritten otherwise, is not kept): while the room's top is
+// the same, the row is.
+type eventCache struct {
+	mu sync.Mutex
+	m  map[id.EventID]eventEntry
+}
+
+type eventEntry struct {
+	top int64
+	row syncRow
+}
+
+// eventCacheSize bounds the cache; when full it starts over. The state
+// and member events an initial sync of 500 rooms reads fit.
+const eventCacheSize = 2 * pduCacheSize
+
+var eventCaches sync.Map // weak.Pointer[DB] → *eventCache
+
+func (db *DB) eventCache() *eventCache {
+	return dbLocal(&eventCaches, db, func() *eventCache { return &eventCache{} })
+}
+
+// CachedEventsAt is CachedEventsFor that answers from the rows it kept of
+// the rooms whose top in tops is the one they were read at, and keeps the
+// timeline events it reads of the rooms of tops. tops nil is
+// CachedEventsFor.
+func (db *DB) CachedEventsAt(ctx context.Context, viewer id.UserID, tops *RoomTops, ids []id.EventID) ([]*Event, error) {
+	if tops == nil {
+		return db.CachedEventsFor(ctx, viewer, ids)
+	}
+	c := db.eventCache()
+	var all []syncRow
+	var need []id.EventID
+	c.mu.Lock()
+	for _, e := range ids {
+		if en, ok := c.m[e]; ok {
+			if top, ok := tops.tops[en.row.roomNID]; ok && top == en.top {
+				all = append(all, en.row)
+				continue
+			}
+		}
+		need = append(need, e)
+	}
+	c.mu.Unlock()
+	var out []*Event
+	err := db.read(ctx, "events", func(q querier) error {
+		var read []syncRow
+		for chunk := range chunks(need, 500) {
+			args := make([]any, len(chunk))
+			for i, e := range chunk {
+				args[i] = string(e)
+			}
+			rs, err := scanEventRows(q.QueryContext(ctx, `SELECT `+rowCols+` FROM events e WHERE e.event_id IN (`+placeholders(1, len(chunk))+`)`, args...))
+			if err != nil {
+				return err
+			}
+			read = append(read, rs...)
+		}
+		c.mu.Lock()
+		if c.m == nil || len(c.m)+len(read) > eventCacheSize {
+			c.m = make(map[id.EventID]eventEntry, len(read))
+		}
+		for _, r := range read {
+			if top, ok := tops.tops[r.roomNID]; ok && r.pos.Valid && r.pos.Int64 > 0 && r.pos.Int64 <= top {
+				c.m[id.EventID(r.eid)] = eventEntry{top: top, row: r}
+			}
+		}
+		c.mu.Unlock()
+		var err error
+		out, err = db.finishEvents(ctx, q, append(all, read...), map[int64]string{}, viewer, nil)
+		return err
+	})
+	return out, err
+}

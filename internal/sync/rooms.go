@@ -80,6 +80,9 @@ type builder struct {
 	// moved says which streams other than rooms changed in (since, to];
 	// nil for an initial sync (everything is read).
 	moved *store.SyncMoved
+	// tops are the tops of an initial sync's rooms, for the event reads
+	// (nil otherwise).
+	tops *store.RoomTops
 
 	// memberships are the user's current ones, without their event IDs
 	// (store.UserRoomMemberships).
@@ -146,6 +149,18 @@ func (s *Service) build(ctx context.Context, req Request, f *Filter, since *noti
 	specs, invites, knocks, err := b.plan(ctx, ms, changes)
 	if err != nil {
 		return nil, to, err
+	}
+	if since == nil && len(specs) > 0 {
+		// An initial sync reads the state of every room: the rows of
+		// the rooms with nothing new since the last one are kept
+		// (store.CachedEventsAt).
+		rooms := make([]id.RoomID, len(specs))
+		for i, sp := range specs {
+			rooms[i] = sp.id
+		}
+		if b.tops, err = s.db.RoomTopsOf(ctx, rooms); err != nil {
+			return nil, to, err
+		}
 	}
 	for _, step := range []func(context.Context, []*roomSpec) error{b.timelines, b.states, b.compose} {
 		if err := step(ctx, specs); err != nil {
@@ -463,7 +478,7 @@ func (b *builder) load(ctx context.Context, ids []id.EventID) error {
 	if len(need) == 0 {
 		return nil
 	}
-	evs, err := b.s.db.CachedEventsFor(ctx, b.req.User, need)
+	evs, err := b.s.db.CachedEventsAt(ctx, b.req.User, b.tops, need)
 	if err != nil {
 		return err
 	}
