@@ -907,8 +907,8 @@ func (s *Service) holdsRoomStart(ctx context.Context, roomID id.RoomID) bool {
 // remoteEventByTime asks the room's other servers, one after the other,
 // for the event closest to ts (federation timestamp_to_event) and fetches
 // the one the first answering server names (GET /event, its signatures
-// checked). It returns nil if none answers. The event is not stored: the
-// client gets its ID and timestamp, and backfills to read it.
+// checked), then backfills the room once to hold it. It returns nil if
+// none answers.
 func (s *Service) remoteEventByTime(ctx context.Context, roomID id.RoomID, ts int64, backwards bool) *store.Event {
 	if s.cfg.Federation == nil {
 		return nil
@@ -932,8 +932,17 @@ func (s *Service) remoteEventByTime(ctx context.Context, roomID id.RoomID, ts in
 			s.log.Debug("timestamp_to_event", "destination", srv, "room_id", roomID, "err", err)
 			continue
 		}
-		if held, err := s.db.Event(ctx, p.EventID()); err == nil {
+		if held, err := s.db.Event(ctx, p.EventID()); err == nil && held.StreamPos != 0 {
 			return held
+		}
+		// "The server should try to backfill this event" (server-server
+		// API, timestamp_to_event), so that the client can read around it
+		// with /context (Complement TestJumpToDateEndpoint, "can paginate
+		// after getting remote event").
+		if _, err := s.backfill(ctx, roomID, 100); err == nil {
+			if held, err := s.db.Event(ctx, p.EventID()); err == nil && held.StreamPos != 0 {
+				return held
+			}
 		}
 		return &store.Event{PDU: p}
 	}

@@ -31,10 +31,12 @@ func TestTimestampToEventFederation(t *testing.T) {
 			a := sendText(t, alice, room, "A")
 			b := sendText(t, alice, room, "B")
 			aTS, bTS := ts(a), ts(b)
-			// bob's join comes later than B on the clock.
+			// C and bob's join come later than B on the clock; C keeps B
+			// from being the join's prev event.
 			for time.Now().UnixMilli() <= bTS+1 {
 				time.Sleep(time.Millisecond)
 			}
+			sendText(t, alice, room, "C")
 			joinVia(t, bob, room, hs1.ServerName())
 
 			ask := func(at int64, dir string) string {
@@ -47,6 +49,11 @@ func TestTimestampToEventFederation(t *testing.T) {
 			}
 			if got := ask(bTS, "b"); got != b {
 				t.Errorf("backwards from B on hs2 = %s, want B %s (on hs1 only)", got, b)
+			}
+			// bob reads around it on hs2.
+			m := hstest.MustOK(t, bob.Do(t, "GET", roomPath(room, "/context/"+url.PathEscape(b)), nil))
+			if ev, _ := m["event"].(map[string]any); ev["event_id"] != b {
+				t.Errorf("/context of B on hs2 = %v, want B", m)
 			}
 			// A room hs2 holds from its start answers from hs2 alone.
 			own := createRoom(t, bob, map[string]any{"preset": "public_chat"})
