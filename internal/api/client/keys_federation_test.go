@@ -54,6 +54,11 @@ func testKeysFederationRemoteUsers(t *testing.T, eng storetest.Engine) {
 		}
 		return nil
 	})
+	// alice's client asks for bob's keys once it sees him join, as clients
+	// do: hs1 holds his list from then on. (A list no client asked for is
+	// not reported when it changes: nobody holds keys of it to refresh.)
+	queryKeys(t, alice, map[string][]string{bob.UserID: {}})
+	eventually(t, "hs1 holds bob's device list", func() error { return tracked(hs1, bob.UserID) })
 	_, tok := syncDeviceLists(t, alice, "")
 
 	// bob uploads keys: alice's /sync says bob changed, and /keys/query
