@@ -97,6 +97,9 @@ type DB struct {
 	// known to be in the search index, to batch their indexing (see
 	// searchindex.go).
 	unindexed atomic.Int64
+	// pushStaged counts, on SQLite, the rows of event_push_staging (see
+	// Tx.rotatePush).
+	pushStaged atomic.Int64
 }
 
 // Open opens (creating if needed) the database and applies pending migrations.
@@ -124,6 +127,14 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if db.dialect == SQLite {
+		var n int64
+		if err := db.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM event_push_staging`).Scan(&n); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("count staged push actions: %w", err)
+		}
+		db.pushStaged.Store(n)
 	}
 	return db, nil
 }
