@@ -570,7 +570,16 @@ func (c *pduCache) parse(eid id.EventID, version id.RoomVersion, raw []byte) (*e
 // stream position at or below at: the event whose state after is the
 // room's state at that position. Rooms without one are left out.
 func (db *DB) LatestEventIDs(ctx context.Context, rooms []id.RoomID, at int64) (map[id.RoomID]id.EventID, error) {
+	out, _, err := db.LatestEventRefs(ctx, rooms, at)
+	return out, err
+}
+
+// LatestEventRefs is LatestEventIDs that also returns the state after
+// each event found, to be read with States (no look-up of the events by
+// ID as StatesAfter makes).
+func (db *DB) LatestEventRefs(ctx context.Context, rooms []id.RoomID, at int64) (map[id.RoomID]id.EventID, map[id.EventID]StateRef, error) {
 	out := make(map[id.RoomID]id.EventID, len(rooms))
+	refs := make(map[id.EventID]StateRef, len(rooms))
 	err := db.read(ctx, "latest_event_ids", func(q querier) error {
 		for chunk := range chunks(rooms, roomsPerStatement) {
 			var b strings.Builder
@@ -580,7 +589,7 @@ func (db *DB) LatestEventIDs(ctx context.Context, rooms []id.RoomID, at int64) (
 				if i > 0 {
 					b.WriteString(" UNION ALL ")
 				}
-				fmt.Fprintf(&b, `SELECT * FROM (SELECT %d AS i, e.event_id FROM events e WHERE e.room_nid = %s AND e.stream_pos <= %s`+
+				fmt.Fprintf(&b, `SELECT * FROM (SELECT %d AS i, e.event_id, e.state_snapshot FROM events e WHERE e.room_nid = %s AND e.stream_pos <= %s`+
 					timelineCond+` ORDER BY e.stream_pos DESC LIMIT 1) q%d`, i, roomParam(&args, r), atp, i)
 			}
 			rows, err := q.QueryContext(ctx, b.String(), args...)
@@ -590,11 +599,15 @@ func (db *DB) LatestEventIDs(ctx context.Context, rooms []id.RoomID, at int64) (
 			for rows.Next() {
 				var i int
 				var eid id.EventID
-				if err := rows.Scan(&i, &eid); err != nil {
+				var snap sql.NullInt64
+				if err := rows.Scan(&i, &eid, &snap); err != nil {
 					rows.Close()
 					return err
 				}
 				out[chunk[i]] = eid
+				if snap.Valid {
+					refs[eid] = StateRef{snap.Int64}
+				}
 			}
 			rows.Close()
 			if err := rows.Err(); err != nil {
@@ -603,7 +616,7 @@ func (db *DB) LatestEventIDs(ctx context.Context, rooms []id.RoomID, at int64) (
 		}
 		return nil
 	})
-	return out, err
+	return out, refs, err
 }
 
 // StatesAfter is StateAfter for many events at once: it returns the state

@@ -321,7 +321,7 @@ func (b *builder) plan(ctx context.Context, ms, changes []store.Membership) (spe
 	if len(need) == 0 {
 		return specs, invites, knocks, nil
 	}
-	tips, err := b.s.db.LatestEventIDs(ctx, need, since)
+	tips, refs, err := b.s.db.LatestEventRefs(ctx, need, since)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -329,7 +329,10 @@ func (b *builder) plan(ctx context.Context, ms, changes []store.Membership) (spe
 	for _, e := range tips {
 		ids = append(ids, e)
 	}
-	states, err := b.statesAfter(ctx, ids)
+	for e, r := range refs {
+		b.refs[e] = r
+	}
+	states, err := b.statesAfterRefs(ctx, ids)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -858,9 +861,15 @@ func (b *builder) states(ctx context.Context, specs []*roomSpec) error {
 		}
 	}
 	if len(noTip) > 0 {
-		tips, err := b.s.db.LatestEventIDs(ctx, noTip, b.to.Stream)
+		tips, refs, err := b.s.db.LatestEventRefs(ctx, noTip, b.to.Stream)
 		if err != nil {
 			return err
+		}
+		if b.refs == nil { // a builder of sliding sync's
+			b.refs = map[id.EventID]store.StateRef{}
+		}
+		for e, r := range refs {
+			b.refs[e] = r
 		}
 		for _, sp := range specs {
 			if sp.tip == "" {
