@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"math"
 
 	"maunium.net/go/mautrix/id"
 )
@@ -23,6 +24,10 @@ type SyncMoved struct {
 	// (device_list_changes), a membership change of the user, or a member
 	// event of another user in any room.
 	DeviceLists bool
+	// Memberships: a membership change of the user after the position
+	// SyncMoved was given for them (with no upper bound); true when it
+	// was given none.
+	Memberships bool
 }
 
 // syncMovedMaxScan bounds the range of events SyncMoved scans for member
@@ -36,6 +41,7 @@ const syncMovedMaxScan = 2000
 // the events out (the range is too long to scan).
 func syncMovedQuery(withEvents bool) string {
 	q := `SELECT
+		EXISTS (SELECT 1 FROM memberships WHERE user_id = $1 AND stream_pos > $4),
 		EXISTS (SELECT 1 FROM account_data WHERE user_id = $1 AND stream_pos > $2 AND stream_pos <= $3),
 		EXISTS (SELECT 1 FROM receipts WHERE stream_pos > $2 AND stream_pos <= $3),
 		EXISTS (SELECT 1 FROM presence WHERE stream_pos > $2 AND stream_pos <= $3),
@@ -50,18 +56,25 @@ func syncMovedQuery(withEvents bool) string {
 }
 
 // SyncMoved reports which of the streams of SyncMoved changed in the
-// stream positions (from, to], for user, in one statement. It reads the
-// database, so that it is right whichever process wrote: several Polder
-// processes may share one PostgreSQL.
-func (db *DB) SyncMoved(ctx context.Context, user id.UserID, from, to int64) (SyncMoved, error) {
-	var m SyncMoved
+// stream positions (from, to], for user, and whether user's memberships
+// changed after memFrom (-1: not asked, Memberships is true), in one
+// statement. It reads the database, so that it is right whichever process
+// wrote: several Polder processes may share one PostgreSQL.
+func (db *DB) SyncMoved(ctx context.Context, user id.UserID, memFrom, from, to int64) (SyncMoved, error) {
+	m := SyncMoved{Memberships: true}
+	if memFrom < 0 {
+		memFrom = math.MaxInt64 // the statement's answer is not used
+	}
 	if to <= from {
-		return m, nil
+		to = from // nothing in the range; the memberships are still asked
 	}
 	scan := to-from <= syncMovedMaxScan
 	err := db.read(ctx, "sync_moved", func(q querier) error {
-		return q.QueryRowContext(ctx, syncMovedQuery(scan), string(user), from, to).Scan(&m.AccountData, &m.Receipts, &m.Presence, &m.DeviceLists)
+		return q.QueryRowContext(ctx, syncMovedQuery(scan), string(user), from, to, memFrom).Scan(&m.Memberships, &m.AccountData, &m.Receipts, &m.Presence, &m.DeviceLists)
 	})
+	if memFrom == math.MaxInt64 {
+		m.Memberships = true
+	}
 	if !scan {
 		m.DeviceLists = true
 	}

@@ -31,23 +31,33 @@ type userRooms struct {
 // memberCacheUsers bounds the cache; when full it starts over.
 const memberCacheUsers = 20000
 
+// cachedMemberships returns the user's cached list, or nil.
+func (s *Service) cachedMemberships(user id.UserID) *userRooms {
+	s.members.mu.Lock()
+	defer s.members.mu.Unlock()
+	return s.members.m[user]
+}
+
 // memberships returns the user's current memberships (without event IDs)
 // and, for an incremental sync, its membership changes in (since, to],
 // moving to past memberships committed after it was read (they and
 // everything before them are committed: store.Tx.NextStreamPos).
-func (s *Service) memberships(ctx context.Context, user id.UserID, since *notify.Position, to *notify.Position) ([]store.Membership, []store.Membership, error) {
-	s.members.mu.Lock()
-	cached := s.members.m[user]
-	s.members.mu.Unlock()
-
+//
+// cached is the user's cached list (cachedMemberships); unchanged says
+// that the store has no membership change of the user after
+// min(since, cached.at) (store.SyncMoved.Memberships), so that none is
+// read.
+func (s *Service) memberships(ctx context.Context, user id.UserID, since *notify.Position, to *notify.Position, cached *userRooms, unchanged bool) ([]store.Membership, []store.Membership, error) {
 	var rooms map[id.RoomID]store.Membership
 	var fresh []store.Membership // changes read now, from min(since, cached.at)
 	from := int64(-1)
 	if since != nil && cached != nil {
 		from = min(since.Stream, cached.at)
-		var err error
-		if fresh, err = s.db.MembershipChanges(ctx, user, from, math.MaxInt64); err != nil {
-			return nil, nil, err
+		if !unchanged {
+			var err error
+			if fresh, err = s.db.MembershipChanges(ctx, user, from, math.MaxInt64); err != nil {
+				return nil, nil, err
+			}
 		}
 		rooms = make(map[id.RoomID]store.Membership, len(cached.rooms)+len(fresh))
 		for r, m := range cached.rooms {

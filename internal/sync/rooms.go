@@ -122,10 +122,26 @@ func (s *Service) build(ctx context.Context, req Request, f *Filter, since *noti
 		knocked:     map[id.RoomID]*KnockedRoom{},
 		lazySent:    map[roomUser]id.EventID{},
 	}
+	// Which of the other streams have anything in (since, to], and
+	// whether the user's memberships changed after those cached: the
+	// reads of those that have not are skipped (moved.go).
+	cached := s.cachedMemberships(req.User)
+	if since != nil {
+		memFrom := int64(-1)
+		if cached != nil {
+			memFrom = min(since.Stream, cached.at)
+		}
+		m, err := s.db.SyncMoved(ctx, req.User, memFrom, since.Stream, to.Stream)
+		if err != nil {
+			return nil, to, err
+		}
+		b.moved = &m
+	}
 	// A membership row is committed, and so is every position below it
 	// (store.Tx.NextStreamPos): to moves past the memberships read, which
 	// are then reported as they are.
-	ms, changes, err := s.memberships(ctx, req.User, since, &to)
+	probed := to
+	ms, changes, err := s.memberships(ctx, req.User, since, &to, cached, b.moved != nil && !b.moved.Memberships)
 	if err != nil {
 		return nil, to, err
 	}
@@ -133,10 +149,9 @@ func (s *Service) build(ctx context.Context, req Request, f *Filter, since *noti
 		b.memberships[m.RoomID] = m
 	}
 	b.to = to
-	if since != nil {
-		// Which of the other streams have anything in (since, to]: the
-		// reads of those that have not are skipped (moved.go).
-		m, err := s.db.SyncMoved(ctx, req.User, since.Stream, to.Stream)
+	if since != nil && to.Stream != probed.Stream {
+		// to moved past a membership: ask again up to it.
+		m, err := s.db.SyncMoved(ctx, req.User, -1, since.Stream, to.Stream)
 		if err != nil {
 			return nil, to, err
 		}
