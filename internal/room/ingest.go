@@ -228,26 +228,12 @@ func (s *Service) ingestEvent(ctx context.Context, rs *roomState, origin string,
 	}
 	ec := &eventCache{s: s, ctx: ctx, known: map[id.EventID]eventauth.Event{}}
 	defer s.src.hold(p)()
-	// Step 4: the event's own auth events.
-	var missing []id.EventID
-	for _, a := range p.AuthEventIDs() {
-		if ec.get(a) == nil {
-			missing = append(missing, a)
-		}
-	}
-	if len(missing) > 0 {
-		if err := s.fetchAuthEvents(ctx, rs.version, origin, p, missing); err != nil {
-			return fmt.Errorf("fetch auth events %v: %w", missing, err)
-		}
-	}
-	var rejectErr error
-	if err := authAgainstOwn(rs.version, p, ec.get); err != nil {
-		if errors.Is(err, eventauth.ErrMissingAuthEvent) {
-			return err // dropped: it may come again once we have them
-		}
-		rejectErr = err
-	}
-	// The state before the event, from the states after its prev events.
+	// The state before the event, from the states after its prev events,
+	// first: filling a gap (get_missing_events, state_ids) also brings
+	// the auth chain of the events after it, which the event's own auth
+	// events may need (as Synapse, which fetches missing prev events
+	// before it checks auth events; Complement
+	// TestMSC4297StateResolutionV2_1_*: a 250-event chain of auth events).
 	prevStates, missingPrev, err := s.prevStates(ctx, p)
 	if err != nil {
 		return err
@@ -264,6 +250,25 @@ func (s *Service) ingestEvent(ctx context.Context, rs *roomState, origin string,
 			return fmt.Errorf("state at missing prev event %s: %w", prev, err)
 		}
 		prevStates = append(prevStates, st)
+	}
+	// Step 4: the event's own auth events. Those that cannot be had
+	// reject it (as Synapse; dropping it would leave a hole that every
+	// later event would try to fill again: Complement
+	// TestCorruptedAuthChain).
+	var missing []id.EventID
+	for _, a := range p.AuthEventIDs() {
+		if ec.get(a) == nil {
+			missing = append(missing, a)
+		}
+	}
+	if len(missing) > 0 {
+		if err := s.fetchAuthEvents(ctx, rs.version, origin, p, missing); err != nil {
+			s.log.Debug("auth events not fetched", "event_id", p.EventID(), "room_id", p.RoomID(), "origin", origin, "missing", len(missing), "err", err)
+		}
+	}
+	var rejectErr error
+	if err := authAgainstOwn(rs.version, p, ec.get); err != nil {
+		rejectErr = err
 	}
 	before, err := s.res.StateBefore(ctx, rs.version, prevStates)
 	if err != nil {
@@ -651,7 +656,9 @@ func (s *Service) storeOutliers(ctx context.Context, version id.RoomVersion, roo
 			if have[p.EventID()] {
 				continue
 			}
-			// An auth event that could not be fetched rejects it too.
+			// An auth event that could not be fetched rejects it too: it
+			// stays in the graph (a prev event we must hold to go on), but
+			// never in a state.
 			rejected := authAgainstOwn(version, p, ec.get) != nil
 			// Known as it is stored: the events whose auth events include
 			// a rejected one are rejected in turn (Complement

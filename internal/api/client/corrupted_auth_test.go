@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -30,6 +31,15 @@ func TestCorruptedAuthChain(t *testing.T) {
 			t.Parallel()
 			f := hstest.NewFederation(t, hstest.Options{Engine: &eng}, scHS)
 			hs := f.Server(scHS)
+			t.Cleanup(func() {
+				if t.Failed() {
+					for _, l := range strings.Split(hs.Logs(), "\n") {
+						if strings.Contains(l, "component=room") && !strings.Contains(l, "msg=request") {
+							t.Log(l)
+						}
+					}
+				}
+			})
 			remote := f.NewRemote(t, scRemote)
 			alice := hs.Register(t, "alice", "password-alice")
 			roomID := createRoom(t, alice, map[string]any{"preset": "public_chat", "room_version": "10"})
