@@ -88,6 +88,11 @@ type Config struct {
 	// server talk to others. Off, the server is an island.
 	FederationEnabled bool `yaml:"federation_enabled"`
 
+	// PushNotificationRetention is how long read notification rows are
+	// kept for GET /notifications (0: for ever); unread rows and
+	// highlights are kept (docs/push.md).
+	PushNotificationRetention time.Duration `yaml:"push_notification_retention"`
+
 	// Media repository (docs/media.md). MediaMaxUploadBytes bounds an
 	// upload and a remote file; MediaUserQuotaBytes bounds what one user
 	// may have uploaded (0: no quota); MediaRemoteRetention is how long
@@ -145,23 +150,24 @@ func (c *Config) TrustedCAFiles() []string {
 // Default returns the settings used when nothing else is given.
 func Default() Config {
 	return Config{
-		ServerName:              "localhost",
-		DataDir:                 "./polder-data",
-		Listen:                  "127.0.0.1:8008",
-		LogLevel:                "info",
-		LogFormat:               "text",
-		Metrics:                 true,
-		MaxRequestBytes:         10 << 20,
-		RateLimitPerSecond:      20,
-		RateLimitBurst:          100,
-		LoginRateLimitPerSecond: 1,
-		LoginRateLimitBurst:     10,
-		PasswordHashCost:        12,
-		AccessTokenLifetime:     5 * time.Minute,
-		ShutdownTimeout:         10 * time.Second,
-		FederationEnabled:       true,
-		MediaMaxUploadBytes:     50 << 20,
-		ClamdUnreachable:        "refuse",
+		ServerName:                "localhost",
+		DataDir:                   "./polder-data",
+		Listen:                    "127.0.0.1:8008",
+		LogLevel:                  "info",
+		LogFormat:                 "text",
+		Metrics:                   true,
+		MaxRequestBytes:           10 << 20,
+		RateLimitPerSecond:        20,
+		RateLimitBurst:            100,
+		LoginRateLimitPerSecond:   1,
+		LoginRateLimitBurst:       10,
+		PasswordHashCost:          12,
+		AccessTokenLifetime:       5 * time.Minute,
+		ShutdownTimeout:           10 * time.Second,
+		FederationEnabled:         true,
+		MediaMaxUploadBytes:       50 << 20,
+		PushNotificationRetention: 30 * 24 * time.Hour,
+		ClamdUnreachable:          "refuse",
 	}
 }
 
@@ -202,6 +208,7 @@ func (c *Config) settings() []setting {
 		{"tls_ca_key", "PEM file of that CA's private key", &c.TLSCAKey},
 		{"federation_trusted_ca", "comma-separated PEM files of extra CAs trusted for outbound federation (private federations)", &c.FederationTrustedCA},
 		{"federation_enabled", "serve the federation API and talk to other servers", &c.FederationEnabled},
+		{"push_notification_retention", "how long read notification rows are kept for GET /notifications; 0 keeps them", &c.PushNotificationRetention},
 		{"media_max_upload_bytes", "largest media upload (and remote file) accepted, in bytes", &c.MediaMaxUploadBytes},
 		{"media_user_quota_bytes", "bytes of media one user may upload in all; 0 is no quota", &c.MediaUserQuotaBytes},
 		{"media_remote_retention", "how long cached remote media is kept after its last access; 0 keeps it", &c.MediaRemoteRetention},
@@ -419,6 +426,9 @@ func (c *Config) Validate() error {
 func (c *Config) validateMedia() error {
 	if c.MediaMaxUploadBytes < 1024 {
 		return fmt.Errorf("media_max_upload_bytes %d: must be at least 1024", c.MediaMaxUploadBytes)
+	}
+	if c.PushNotificationRetention < 0 {
+		return errors.New("push_notification_retention: must not be negative")
 	}
 	if c.MediaUserQuotaBytes < 0 || c.MediaRemoteRetention < 0 {
 		return errors.New("media_user_quota_bytes, media_remote_retention: must not be negative")

@@ -28,7 +28,7 @@ import (
 const NotifyPath = "/_matrix/push/v1/notify"
 
 type metrics struct {
-	evaluated, sent, failed, rejected prometheus.Counter
+	evaluated, sent, failed, rejected, pruned prometheus.Counter
 }
 
 func newMetrics() metrics {
@@ -37,12 +37,13 @@ func newMetrics() metrics {
 		sent:      prometheus.NewCounter(prometheus.CounterOpts{Name: "polder_pushes_sent_total", Help: "Notifications a push gateway accepted."}),
 		failed:    prometheus.NewCounter(prometheus.CounterOpts{Name: "polder_pushes_failed_total", Help: "Attempts to reach a push gateway that failed (retried with backoff)."}),
 		rejected:  prometheus.NewCounter(prometheus.CounterOpts{Name: "polder_pushers_rejected_total", Help: "Pushers removed because their gateway rejected the pushkey."}),
+		pruned:    prometheus.NewCounter(prometheus.CounterOpts{Name: "polder_push_rows_pruned_total", Help: "Read notification rows deleted after the retention period."}),
 	}
 }
 
 // Collectors are the service's Prometheus metrics.
 func (s *Service) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.m.evaluated, s.m.sent, s.m.failed, s.m.rejected}
+	return []prometheus.Collector{s.m.evaluated, s.m.sent, s.m.failed, s.m.rejected, s.m.pruned}
 }
 
 // ---- The client-server API of pushers ----
@@ -161,9 +162,18 @@ func (s *Service) DevicesDeleted(ctx context.Context, _ id.UserID, _ []id.Device
 	return s.d.reload(ctx)
 }
 
-// Run delivers queued notifications to push gateways until ctx ends.
+// Run delivers queued notifications to push gateways, and with a
+// retention set prunes old read notification rows (prune.go), until ctx
+// ends.
 func (s *Service) Run(ctx context.Context) error {
-	return s.d.run(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.prune(ctx)
+	}()
+	err := s.d.run(ctx)
+	<-done
+	return err
 }
 
 // ---- Delivery ----

@@ -33,6 +33,13 @@ type Config struct {
 	// HTTPClient sends to push gateways; a client with a 30 s timeout if
 	// nil.
 	HTTPClient *http.Client
+	// Retention is how long read notification rows are kept (for GET
+	// /notifications); 0 keeps them for ever. Unread rows and highlights
+	// are always kept.
+	Retention time.Duration
+	// PrunePass is the pause between two passes of the pruner; default
+	// 1 h.
+	PrunePass time.Duration
 }
 
 // Service evaluates push rules on new events, keeps the notification rows
@@ -60,6 +67,9 @@ func New(cfg Config, db *store.DB, accounts AccountDataWriter, log *slog.Logger)
 	}
 	if cfg.RetryMax <= 0 {
 		cfg.RetryMax = time.Hour
+	}
+	if cfg.PrunePass <= 0 {
+		cfg.PrunePass = time.Hour
 	}
 	s := &Service{cfg: cfg, db: db, accounts: accounts, log: log, m: newMetrics(),
 		rooms: map[id.RoomID]*roomCache{}, rules: map[id.UserID]*Ruleset{}, ruleLocks: map[id.UserID]*sync.Mutex{}}

@@ -241,7 +241,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		Help: "Long-polling /sync requests waiting for news.",
 	}, func() float64 { return float64(s.Notify.Waiting()) }))
 	s.Rooms.OnEvent = func(*store.Event) { persisted.Inc() }
-	s.Push = push.New(push.Config{ServerName: cfg.ServerName}, db, s.Users, log.With("component", "push"))
+	s.Push = push.New(push.Config{ServerName: cfg.ServerName, Retention: cfg.PushNotificationRetention}, db, s.Users, log.With("component", "push"))
 	s.reg.MustRegister(s.Push.Collectors()...)
 	s.Rooms.Push = s.Push.Prepare
 	svc := client.Services{Rooms: s.Rooms, Push: s.Push}

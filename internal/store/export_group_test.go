@@ -59,13 +59,8 @@ func (tx *Tx) RoomNID(ctx context.Context, roomID id.RoomID) (int64, error) {
 	return tx.roomNID(ctx, roomID)
 }
 
-// RotatePush moves the staged notification rows now (SQLite), and
-// PushStaged is how many are counted as staged.
-func (db *DB) RotatePush(ctx context.Context) error {
-	if db.dialect != SQLite {
-		return nil
-	}
-	return db.WithTx(ctx, "test", func(tx *Tx) error { return tx.rotatePush(ctx) })
-}
+// RotatePush is MovePushStaging, and PushStaged is how many rows are
+// counted as staged.
+func (db *DB) RotatePush(ctx context.Context) error { return db.MovePushStaging(ctx) }
 
 func (db *DB) PushStaged() int64 { return db.pushStaged.Load() }

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -515,4 +517,67 @@ func (db *DB) DeletePusherNID(ctx context.Context, pusherNID int64) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM pushers WHERE pusher_nid = $1`, pusherNID)
 		return err
 	})
+}
+
+// MovePushStaging moves the staged notification rows to
+// event_push_actions now (SQLite; nothing to do on PostgreSQL), as a full
+// staging table does by itself: the pruner calls it after each pass, so
+// that on a quiet server old rows do not wait in staging for ever.
+func (db *DB) MovePushStaging(ctx context.Context) error {
+	if db.dialect != SQLite {
+		return nil
+	}
+	return db.WithTx(ctx, "move_push_staging", func(tx *Tx) error { return tx.rotatePush(ctx) })
+}
+
+// PushKey is a position in event_push_actions' key order, for
+// PrunePushActions to walk the table a batch at a time. The zero key is
+// before every row.
+type PushKey struct {
+	UserID    id.UserID
+	RoomID    id.RoomID
+	StreamPos int64
+}
+
+// PrunePushActions visits the next limit notification rows after key, in
+// key order, and deletes those that no count and no mention list needs
+// any more: made before beforeTS, not highlights, and at or before their
+// user's read position in their thread (readPosExpr). Rows still unread
+// are kept, however old, so that counts stay right; highlights are kept
+// for GET /notifications?only=highlight, as Synapse keeps them. Staged
+// rows (SQLite's event_push_staging) are recent and not visited.
+//
+// It returns the key to continue from and whether the walk reached the
+// end of the table (then next is the zero key). Each call is one short
+// write transaction, so that a walk over a large table shares the writer.
+func (db *DB) PrunePushActions(ctx context.Context, after PushKey, beforeTS int64, limit int) (next PushKey, deleted int64, end bool, err error) {
+	err = db.WithTx(ctx, "prune_push_actions", func(tx *Tx) error {
+		args := []any{string(after.UserID), string(after.RoomID), after.StreamPos, beforeTS}
+		var last PushKey
+		err := tx.QueryRowContext(ctx, `SELECT user_id, room_id, stream_pos FROM event_push_actions
+			WHERE (user_id, room_id, stream_pos) > (CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS BIGINT))
+			ORDER BY user_id, room_id, stream_pos LIMIT 1 OFFSET $4`, args[0], args[1], args[2], max(limit-1, 0)).Scan(&last.UserID, &last.RoomID, &last.StreamPos)
+		end = errors.Is(err, sql.ErrNoRows)
+		if err != nil && !end {
+			return fmt.Errorf("push actions batch: %w", err)
+		}
+		upTo := ""
+		if !end {
+			upTo = ` AND (a.user_id, a.room_id, a.stream_pos) <= (CAST($5 AS TEXT), CAST($6 AS TEXT), CAST($7 AS BIGINT))`
+			args = append(args, string(last.UserID), string(last.RoomID), last.StreamPos)
+			next = last
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM event_push_actions AS a
+			WHERE (a.user_id, a.room_id, a.stream_pos) > (CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS BIGINT))`+upTo+`
+			AND a.ts < $4 AND (a.code & 2) = 0 AND a.stream_pos <= `+readPosExpr, args...)
+		if err != nil {
+			return fmt.Errorf("prune push actions: %w", err)
+		}
+		deleted, _ = res.RowsAffected()
+		return nil
+	})
+	if err != nil {
+		return PushKey{}, 0, false, err
+	}
+	return next, deleted, end, nil
 }

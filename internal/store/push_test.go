@@ -169,6 +169,79 @@ func TestPushStaging(t *testing.T) {
 	})
 }
 
+// Pruning deletes only rows that are old, read and not highlights, and
+// walks the table a batch at a time to its end.
+func TestPrunePushActions(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		w := newSyncWorld(t, db)
+		const alice, bob, carol = id.UserID("@alice:hs.test"), id.UserID("@bob:hs.test"), id.UserID("@carol:hs.test")
+		r := w.create(bob, room.CreateRequest{})
+		var evs []*store.Event
+		for i := range 6 {
+			evs = append(evs, w.send(r, bob, "m.room.message", fmt.Sprintf(`{"body":"%d"}`, i)))
+		}
+		const old, recent, cut = 1000, 5000, 2000
+		var rows []store.PushAction
+		add := func(user id.UserID, n int, ts int64, highlight bool) {
+			rows = append(rows, store.PushAction{UserID: user, RoomID: r, StreamPos: evs[n].StreamPos, Notify: true, Highlight: highlight,
+				Actions: []byte(`["notify"]`), TS: ts})
+		}
+		// alice has read up to event 3, carol nothing.
+		add(alice, 0, old, false)    // old, read: pruned
+		add(alice, 1, old, true)     // old, read, highlight: kept
+		add(alice, 2, recent, false) // read, recent: kept
+		add(alice, 3, old, false)    // old, read (the receipt's own event): pruned
+		add(alice, 4, old, false)    // old, unread: kept
+		add(carol, 0, old, false)    // old, unread: kept
+		for _, row := range rows {
+			if err := db.AddPushActions(ctx, []store.PushAction{row}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.RotatePush(ctx); err != nil { // only moved rows are pruned
+			t.Fatal(err)
+		}
+		if _, err := db.PutReceipt(ctx, store.Receipt{RoomID: r, UserID: alice, Type: "m.read", EventID: evs[3].EventID(), TS: 1}, evs[3].StreamPos); err != nil {
+			t.Fatal(err)
+		}
+		var key store.PushKey
+		var total int64
+		for batches := 0; ; batches++ {
+			if batches > 10 {
+				t.Fatal("the walk does not end")
+			}
+			next, n, end, err := db.PrunePushActions(ctx, key, cut, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			total += n
+			if end {
+				break
+			}
+			key = next
+		}
+		if total != 2 {
+			t.Errorf("pruned %d rows, want 2", total)
+		}
+		ns, err := db.Notifications(ctx, alice, 0, 10, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var left []int64
+		for _, n := range ns {
+			left = append(left, n.StreamPos)
+		}
+		want := []int64{evs[4].StreamPos, evs[2].StreamPos, evs[1].StreamPos}
+		if fmt.Sprint(left) != fmt.Sprint(want) {
+			t.Errorf("alice's rows after pruning at %v, want %v", left, want)
+		}
+		if ns, err := db.Notifications(ctx, carol, 0, 10, false); err != nil || len(ns) != 1 {
+			t.Errorf("carol's unread row: %d, %v; want kept", len(ns), err)
+		}
+	})
+}
+
 // BenchmarkAddPushActions writes the notification rows of one message per
 // transaction, as the room service does in each send, in a room of 16
 // local members (15 rows) and of 1,000, after 200 messages so that the
