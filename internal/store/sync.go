@@ -225,6 +225,13 @@ func (db *DB) CachedEvents(ctx context.Context, ids []id.EventID) ([]*Event, err
 // index range step and one table row: the rooms' versions are read once
 // per room rather than joined per event, and txn_ids is not joined.
 func (db *DB) RecentEventsFor(ctx context.Context, viewer id.UserID, ranges []StreamRange, limit int) (map[id.RoomID][]*Event, map[id.EventID]StateRef, error) {
+	return db.RecentEventsAt(ctx, viewer, nil, ranges, limit)
+}
+
+// RecentEventsAt is RecentEventsFor that takes the rooms' tops from tops
+// (RoomTopsOf, read before) rather than reading them; tops nil is
+// RecentEventsFor.
+func (db *DB) RecentEventsAt(ctx context.Context, viewer id.UserID, given *RoomTops, ranges []StreamRange, limit int) (map[id.RoomID][]*Event, map[id.EventID]StateRef, error) {
 	out := make(map[id.RoomID][]*Event, len(ranges))
 	refs := make(map[id.EventID]StateRef, len(ranges)*limit)
 	if len(ranges) == 0 || limit <= 0 {
@@ -249,8 +256,10 @@ func (db *DB) RecentEventsFor(ctx context.Context, viewer id.UserID, ranges []St
 				whole = append(whole, nid)
 			}
 		}
-		tops, err := roomTops(ctx, q, whole)
-		if err != nil {
+		var tops map[int64]int64
+		if given != nil {
+			tops = given.tops
+		} else if tops, err = roomTops(ctx, q, whole); err != nil {
 			return err
 		}
 		tc := db.timelineCache()

@@ -542,7 +542,7 @@ func (b *builder) timelines(ctx context.Context, specs []*roomSpec) error {
 		for i, p := range todo {
 			ranges[i] = store.StreamRange{RoomID: p.sp.id, From: p.sp.from, To: p.upper}
 		}
-		raw, refs, err := b.s.db.RecentEventsFor(ctx, b.req.User, ranges, chunk)
+		raw, refs, err := b.s.db.RecentEventsAt(ctx, b.req.User, b.tops, ranges, chunk)
 		if err != nil {
 			return err
 		}
