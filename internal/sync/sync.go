@@ -16,7 +16,12 @@
 // the number of rooms (store/sync.go batches every per-room read), and an
 // incremental sync reads only the rooms that changed: the user's
 // membership changes and the rooms with events after the token, found with
-// one query. Long-polling waits on the notifier and is woken by position.
+// one query. It reads the other streams (account data, receipts,
+// presence, device lists) only when one statement says they moved since
+// the token (moved.go). An initial sync reads each room's top once and
+// takes from the store's caches the rows of the rooms with nothing new
+// (store.RoomTopsOf). Long-polling waits on the notifier and is woken by
+// position.
 //
 // Imported by api/client and server.
 package sync
