@@ -199,9 +199,7 @@ func (s *Service) ReceiveDeviceListUpdate(ctx context.Context, origin string, u 
 		UserID: u.UserID, DeviceID: u.DeviceID, DisplayName: u.DeviceDisplayName,
 		Keys: keys, Deleted: u.Deleted, StreamID: u.StreamID,
 	}
-	held := false
 	act, err := s.db.ApplyRemoteDeviceUpdate(ctx, up, func(st store.RemoteListState, found bool) store.RemoteUpdateAction {
-		held = found && st.HasList
 		return s.remote.decide(u.UserID, st, found, since, u.StreamID, u.PrevID)
 	})
 	if err != nil {
@@ -216,12 +214,6 @@ func (s *Service) ReceiveDeviceListUpdate(ctx context.Context, origin string, u 
 	case store.RemoteResync:
 		log.Debug("device list update: resync needed", "stream_id", u.StreamID, "prev_id", u.PrevID)
 		s.remote.kick()
-		if !held {
-			// A list we never held: no local client has keys of it to
-			// refresh (a /keys/query stores the list), so the news is
-			// for no one (see doResync).
-			return nil
-		}
 	}
 	return s.markDeviceListChanged(ctx, u.UserID)
 }

@@ -315,10 +315,6 @@ func (s *Service) doResync(ctx context.Context, user id.UserID) (store.RemoteDev
 	if resp.UserID != user {
 		return store.RemoteDeviceList{}, fmt.Errorf("get devices of %s: the answer is for %q", user, resp.UserID)
 	}
-	_, before, err := s.db.RemoteDeviceLists(ctx, []id.UserID{user})
-	if err != nil {
-		return store.RemoteDeviceList{}, err
-	}
 	l := listFromResponse(resp)
 	l.FetchedPos = pos
 	stale, err := s.db.ReplaceRemoteDeviceList(ctx, l)
@@ -329,17 +325,8 @@ func (s *Service) doResync(ctx context.Context, user id.UserID) (store.RemoteDev
 	if stale {
 		s.remote.kick()
 	}
-	// A list we never held is news for no one: the local users learnt of
-	// the user when they came to share a room with it (device_lists
-	// changed, from the membership), and no /keys/query of theirs was
-	// answered from a list we do not hold. Reporting it would show the
-	// user changed a second time, after the join, whenever the join's
-	// m.device_list_update arrives (Complement
-	// TestDeviceListsUpdateOverFederation). A list we held and missed an
-	// update of is reported even when nothing changed, as Synapse does.
-	if !before[user].HasList {
-		return l, nil
-	}
+	// Reported even when nothing changed, as Synapse does: the list was
+	// not known, or an update was missed.
 	if err := s.markDeviceListChanged(ctx, user); err != nil {
 		// Stale again, so that the worker tries again (the change must
 		// reach the clients).
