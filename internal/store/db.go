@@ -100,6 +100,9 @@ type DB struct {
 	// pushStaged counts, on SQLite, the rows of event_push_staging (see
 	// Tx.rotatePush).
 	pushStaged atomic.Int64
+	// ckpt checkpoints SQLite's WAL off the write path (nil on
+	// PostgreSQL; see checkpoint.go).
+	ckpt *checkpointer
 }
 
 // Open opens (creating if needed) the database and applies pending migrations.
@@ -156,7 +159,7 @@ func (db *DB) openSQLite(o Options) error {
 	// changed in a savepoint: 15% of the CPU of sends into a shared room.
 	base := "file:" + (&url.URL{Path: path}).EscapedPath() + "?_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)" +
 		"&_pragma=journal_mode(WAL)&_pragma=synchronous(" + sync + ")&_pragma=temp_store(MEMORY)&_time_format=sqlite"
-	w, err := sql.Open("sqlite", base+"&_txlock=immediate")
+	w, err := sql.Open("sqlite", base+"&_txlock=immediate&_pragma=wal_autocheckpoint(0)")
 	if err != nil {
 		return fmt.Errorf("open sqlite %s: %w", path, err)
 	}
@@ -173,9 +176,19 @@ func (db *DB) openSQLite(o Options) error {
 	r.SetMaxOpenConns(8)
 	r.SetMaxIdleConns(8)
 	r.SetConnMaxLifetime(0)
+	ck, err := sql.Open("sqlite", base)
+	if err != nil {
+		w.Close()
+		r.Close()
+		return fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	ck.SetMaxOpenConns(1)
+	ck.SetMaxIdleConns(1)
+	ck.SetConnMaxLifetime(0)
 	db.w, db.r = w, r
 	db.wstmts, db.rstmts = newStmtCache(w, true), newStmtCache(r, false)
 	db.group = &groupCommit{db: db}
+	db.ckpt = startCheckpointer(ck)
 	return nil
 }
 
@@ -208,8 +221,11 @@ func (db *DB) Close() error {
 	var err error
 	db.wstmts.close()
 	db.rstmts.close()
+	if db.ckpt != nil {
+		err = db.ckpt.close()
+	}
 	if db.r != nil && db.r != db.w {
-		err = db.r.Close()
+		err = errors.Join(err, db.r.Close())
 	}
 	if db.w != nil {
 		err = errors.Join(err, db.w.Close())
@@ -470,6 +486,9 @@ func (g *groupCommit) run(batch []*txCall) {
 	if err := sqlTx.Commit(); err != nil {
 		fail(fmt.Errorf("commit: %w", err))
 		return
+	}
+	if db.ckpt != nil {
+		db.ckpt.commits.Add(1)
 	}
 	for _, c := range batch {
 		if c.err == nil && c.panicked == nil && c.tx != nil {

@@ -33,6 +33,9 @@ func (db *DB) WALFramesStart(ctx context.Context) error {
 	if db.dialect != SQLite {
 		return nil
 	}
+	if db.ckpt != nil {
+		db.ckpt.paused.Store(true)
+	}
 	return db.WithTx(ctx, "test", func(tx *Tx) error {
 		_, err := tx.ExecContext(ctx, `PRAGMA wal_autocheckpoint = 0`)
 		return err
