@@ -25,6 +25,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"polder.dev/polder/internal/notify"
+	"polder.dev/polder/internal/stateres"
 	"polder.dev/polder/internal/store"
 )
 
@@ -106,4 +107,44 @@ func (b *builder) readReceipts(ctx context.Context) (map[id.RoomID]map[string]in
 	}
 	b.s.receipts.put(user, b.to.Stream, m)
 	return m, nil
+}
+
+// roomStateCache keeps, per room, the state at the end of the last
+// timeline a sync built for it, with its snapshot (store.StateRef): the
+// state at the token of the room's next incremental sync is most often
+// that one, which then needs no read (a room with a new message is read
+// from the snapshot after its previous newest event). A snapshot never
+// changes, so an entry is right as long as it is kept; one per room bounds
+// them, and the maps are those the store's snapshot cache hands out.
+type roomStateCache struct {
+	mu gosync.Mutex
+	m  map[id.RoomID]roomState
+}
+
+type roomState struct {
+	ref store.StateRef
+	st  stateres.StateMap
+}
+
+// roomStateRooms bounds the cache; when full it starts over.
+const roomStateRooms = 20000
+
+// get returns the room's kept state if it is the snapshot ref.
+func (c *roomStateCache) get(room id.RoomID, ref store.StateRef) (stateres.StateMap, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[room]
+	if !ok || e.ref != ref {
+		return nil, false
+	}
+	return e.st, true
+}
+
+func (c *roomStateCache) put(room id.RoomID, ref store.StateRef, st stateres.StateMap) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= roomStateRooms {
+		c.m = map[id.RoomID]roomState{}
+	}
+	c.m[room] = roomState{ref: ref, st: st}
 }

@@ -347,6 +347,13 @@ func (b *builder) plan(ctx context.Context, ms, changes []store.Membership) (spe
 	for e, r := range refs {
 		b.refs[e] = r
 	}
+	for r, e := range tips {
+		if ref, ok := refs[e]; ok {
+			if st, ok := b.s.roomStates.get(r, ref); ok {
+				b.refStates[ref] = st // no read (roomStateCache)
+			}
+		}
+	}
 	states, err := b.statesAfterRefs(ctx, ids)
 	if err != nil {
 		return nil, nil, nil, err
@@ -907,6 +914,9 @@ func (b *builder) states(ctx context.Context, specs []*roomSpec) error {
 	}
 	for _, sp := range specs {
 		sp.end = states[sp.tip]
+		if ref, ok := b.refs[sp.tip]; ok && sp.end != nil {
+			b.s.roomStates.put(sp.id, ref, sp.end)
+		}
 		if sp.end == nil {
 			sp.end = stateres.StateMap{}
 		}

@@ -128,6 +128,8 @@ type Service struct {
 	// while it does not change (moved.go).
 	ignored  keptCache[map[id.UserID]bool]
 	receipts keptCache[map[id.RoomID]map[string]int64]
+	// roomStates keep each room's state at the end of its last timeline.
+	roomStates roomStateCache
 
 	// life ends when the server shuts down: long-polls return then.
 	life context.Context
