@@ -159,3 +159,24 @@ export async function syncingUser(baseUrl, prefix, startOptions = {}) {
   await waitFor(`${prefix}: first sync`, () => client.isInitialSyncComplete());
   return client;
 }
+
+/**
+ * Sends an event in a thread and resolves to its event ID. matrix-js-sdk
+ * throws "updatePendingEventStatus called on an event which is not a local
+ * echo" from a thread event's send when /sync brings the event back before
+ * the PUT's answer (its thread code has already replaced the local echo),
+ * though the server stored it. Then the ID is read back from the room's
+ * newest events by sender and body.
+ */
+export async function sendInThread(client, roomId, type, content) {
+  try {
+    const { event_id } = await client.sendEvent(roomId, type, content);
+    return event_id;
+  } catch (err) {
+    if (!String(err?.message).includes("not a local echo")) throw err;
+    const res = await client.createMessagesRequest(roomId, null, 20, "b");
+    const ev = res.chunk.find((e) => e.sender === client.getUserId() && e.type === type && e.content?.body === content.body);
+    if (!ev) throw new Error(`sendInThread: the send failed in the SDK and the event is not in the room: ${err.message}`);
+    return ev.event_id;
+  }
+}

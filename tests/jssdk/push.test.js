@@ -7,7 +7,7 @@ import "./polyfill.js";
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import * as sdk from "matrix-js-sdk";
-import { syncingUser } from "./accounts.js";
+import { sendInThread, syncingUser } from "./accounts.js";
 import { Polder, engines, sleep, waitFor, withLog } from "./server.js";
 
 /** The server's counts for a room, from a /sync of its own. */
@@ -97,8 +97,13 @@ for (const engine of engines()) {
       await mention(bob, "alice, look");
       const { event_id: root } = await bob.sendTextMessage(roomId, "a thread");
       const inThread = { "m.relates_to": { rel_type: "m.thread", event_id: root, is_falling_back: true, "m.in_reply_to": { event_id: root } } };
-      await carol.sendEvent(roomId, "m.room.message", { msgtype: "m.text", body: "in the thread", ...inThread });
-      await mention(carol, "alice, in the thread", inThread);
+      await sendInThread(carol, roomId, "m.room.message", { msgtype: "m.text", body: "in the thread", ...inThread });
+      await sendInThread(carol, roomId, "m.room.message", {
+        msgtype: "m.text",
+        body: "alice, in the thread",
+        "m.mentions": { user_ids: [alice.getUserId()] },
+        ...inThread,
+      });
       await carol.sendEvent(roomId, "m.reaction", { "m.relates_to": { rel_type: "m.annotation", event_id: root, key: "👍" } });
       const { event_id: last } = await carol.sendTextMessage(roomId, "back in the room");
 

@@ -7,7 +7,7 @@ import "./polyfill.js";
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import * as sdk from "matrix-js-sdk";
-import { syncingUser } from "./accounts.js";
+import { sendInThread, syncingUser } from "./accounts.js";
 import { Polder, engines, sleep, waitFor, withLog } from "./server.js";
 
 /** The IDs and bodies of the message-like events of a room's live timeline. */
@@ -101,7 +101,7 @@ for (const engine of engines()) {
         "m.relates_to": { rel_type: "m.replace", event_id: firstMsg },
       }));
       threadRoot = firstMsg;
-      const { event_id: inThread } = await bob.sendEvent(roomId, "m.room.message", {
+      const inThread = await sendInThread(bob, roomId, "m.room.message", {
         msgtype: "m.text",
         body: "a thread reply",
         "m.relates_to": { rel_type: "m.thread", event_id: threadRoot, is_falling_back: true, "m.in_reply_to": { event_id: threadRoot } },
