@@ -16,14 +16,25 @@ import (
 const maxChain = 16
 
 // snapshotCache keeps recently read snapshots. Snapshots never change, so
-// entries need no invalidation.
+// entries need no invalidation. It is bounded by the state entries it
+// holds (a snapshot of a room of 10,000 members weighs 10,000, one of a
+// small room a dozen), not by the number of snapshots: an initial sync of
+// a user in 500 rooms reads about 1,000 small snapshots, which a cap of
+// 512 snapshots kept evicting.
 type snapshotCache struct {
-	mu   sync.Mutex
-	m    map[int64]stateres.StateMap
-	fifo []int64
+	mu      sync.Mutex
+	m       map[int64]stateres.StateMap
+	fifo    []int64
+	entries int // the sum of len over m
 }
 
-const snapshotCacheSize = 512
+const (
+	// snapshotCacheEntries bounds the state entries held: about 100
+	// bytes each (two strings and an event ID), 20 MB at most.
+	snapshotCacheEntries = 200_000
+	// snapshotCacheSnapshots bounds the snapshots held.
+	snapshotCacheSnapshots = 16_384
+)
 
 func (c *snapshotCache) get(nid int64) (stateres.StateMap, bool) {
 	if c == nil {
@@ -36,8 +47,8 @@ func (c *snapshotCache) get(nid int64) (stateres.StateMap, bool) {
 }
 
 func (c *snapshotCache) put(nid int64, s stateres.StateMap) {
-	if c == nil {
-		return
+	if c == nil || len(s) > snapshotCacheEntries/4 {
+		return // a giant room's snapshot would push out everything else
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -47,11 +58,13 @@ func (c *snapshotCache) put(nid int64, s stateres.StateMap) {
 	if _, ok := c.m[nid]; ok {
 		return
 	}
-	if len(c.fifo) >= snapshotCacheSize {
+	for len(c.fifo) > 0 && (len(c.fifo) >= snapshotCacheSnapshots || c.entries+len(s) > snapshotCacheEntries) {
+		c.entries -= len(c.m[c.fifo[0]])
 		delete(c.m, c.fifo[0])
 		c.fifo = c.fifo[1:]
 	}
 	c.m[nid] = s
+	c.entries += len(s)
 	c.fifo = append(c.fifo, nid)
 }
 
