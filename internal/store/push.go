@@ -180,8 +180,12 @@ next:
 // message, 16 / 1,000 members: 45.7 / 2,775 without staging; 18 / 1,300
 // at 2,048 rows; 21 / 950 at 4,096; 25 / 507 at 16,384; 25 / 434 at
 // 32,768. The move of a full batch is one statement in the transaction of
-// the send that fills it.
-const pushStagingRows = 16384
+// the send that fills it, and holds the writer meanwhile: in polder-bench's
+// send-shared (16 senders, one room) p99 was 25-35 ms without moves,
+// 128-166 ms at 16,384 rows, 61-64 ms at 4,096. 4,096 trades some of the
+// 1,000-member gain for shorter stalls; moving in the background, in
+// chunks, would keep both (not done).
+const pushStagingRows = 4096
 
 // rotatePush moves every staged notification row to event_push_actions,
 // in key order, in the transaction. db.pushStaged counts the staged rows
