@@ -162,10 +162,7 @@ func (db *DB) recentEvents(ctx context.Context, ranges []StreamRange, limit int,
 		return nil, nil, err
 	}
 	for _, evs := range out {
-		// Each room's rows came newest first.
-		for i, j := 0, len(evs)-1; i < j; i, j = i+1, j-1 {
-			evs[i], evs[j] = evs[j], evs[i]
-		}
+		slices.Reverse(evs) // each room's rows came newest first
 	}
 	return out, refs, nil
 }
@@ -337,24 +334,33 @@ func (db *DB) RecentEventsAt(ctx context.Context, viewer id.UserID, given *RoomT
 	return out, refs, nil
 }
 
+// eventRowsByID reads the rows of events by ID, 500 to a statement, in no
+// particular order; unknown IDs are left out.
+func eventRowsByID(ctx context.Context, q querier, ids []id.EventID) ([]syncRow, error) {
+	var all []syncRow
+	for chunk := range chunks(ids, 500) {
+		args := make([]any, len(chunk))
+		for i, e := range chunk {
+			args[i] = string(e)
+		}
+		rs, err := scanEventRows(q.QueryContext(ctx, `SELECT `+rowCols+` FROM events e WHERE e.event_id IN (`+placeholders(1, len(chunk))+`)`, args...))
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, rs...)
+	}
+	return all, nil
+}
+
 // CachedEventsFor is CachedEvents that reads the transaction IDs only of
 // the events viewer sent (see RecentEventsFor); with viewer "", of none.
 func (db *DB) CachedEventsFor(ctx context.Context, viewer id.UserID, ids []id.EventID) ([]*Event, error) {
 	var out []*Event
 	err := db.read(ctx, "events", func(q querier) error {
-		var all []syncRow
-		for chunk := range chunks(ids, 500) {
-			args := make([]any, len(chunk))
-			for i, e := range chunk {
-				args[i] = string(e)
-			}
-			rs, err := scanEventRows(q.QueryContext(ctx, `SELECT `+rowCols+` FROM events e WHERE e.event_id IN (`+placeholders(1, len(chunk))+`)`, args...))
-			if err != nil {
-				return err
-			}
-			all = append(all, rs...)
+		all, err := eventRowsByID(ctx, q, ids)
+		if err != nil {
+			return err
 		}
-		var err error
 		out, err = db.finishEvents(ctx, q, all, map[int64]string{}, viewer, nil)
 		return err
 	})

@@ -251,17 +251,9 @@ func (db *DB) CachedEventsAt(ctx context.Context, viewer id.UserID, tops *RoomTo
 	c.mu.Unlock()
 	var out []*Event
 	err := db.read(ctx, "events", func(q querier) error {
-		var read []syncRow
-		for chunk := range chunks(need, 500) {
-			args := make([]any, len(chunk))
-			for i, e := range chunk {
-				args[i] = string(e)
-			}
-			rs, err := scanEventRows(q.QueryContext(ctx, `SELECT `+rowCols+` FROM events e WHERE e.event_id IN (`+placeholders(1, len(chunk))+`)`, args...))
-			if err != nil {
-				return err
-			}
-			read = append(read, rs...)
+		read, err := eventRowsByID(ctx, q, need)
+		if err != nil {
+			return err
 		}
 		c.mu.Lock()
 		if c.m == nil || len(c.m)+len(read) > eventCacheSize {
@@ -273,7 +265,6 @@ func (db *DB) CachedEventsAt(ctx context.Context, viewer id.UserID, tops *RoomTo
 			}
 		}
 		c.mu.Unlock()
-		var err error
 		out, err = db.finishEvents(ctx, q, append(all, read...), map[int64]string{}, viewer, nil)
 		return err
 	})
